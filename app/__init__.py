@@ -1,0 +1,94 @@
+"""The store companion service: `create_app()` builds the web application and its runtime."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from app.config import Settings
+from app.jobs.catalog import load_job_kinds
+from app.logs import configure_logging, request_log_context
+from app.metrics import HTTP_DURATION, HTTP_REQUESTS
+from app.runtime import Runtime, build_runtime
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    load_job_kinds()
+    runtime = build_runtime(settings)
+
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
+    app.extensions["companion"] = runtime
+
+    from app.web.health import health
+
+    app.register_blueprint(health)
+    _install_request_tracking(app)
+    _install_json_errors(app)
+    _install_session_teardown(app)
+
+    from app.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions["companion"]
+
+
+def _install_request_tracking(app: Flask) -> None:
+    @app.before_request
+    def _start():
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        g.request_started = time.perf_counter()
+        g.request_log = request_log_context(g.request_id)
+        g.request_log.__enter__()
+
+    @app.after_request
+    def _finish(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
+        HTTP_REQUESTS.inc(method=request.method, endpoint=endpoint, status=str(response.status_code))
+        HTTP_DURATION.observe(elapsed, method=request.method, endpoint=endpoint)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_request
+    def _forget(_exc):
+        log_context = g.pop("request_log", None)
+        if log_context is not None:
+            log_context.__exit__(None, None, None)
+
+
+def _install_json_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        app.logger.exception("unhandled error")
+        return jsonify(error="internal_error", message="the server failed; the request id is in X-Request-Id",
+                       request_id=g.get("request_id")), 500
+
+
+def _install_session_teardown(app: Flask) -> None:
+    @app.teardown_appcontext
+    def _close_session(_exc):
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+
+def db():
+    """The request's database session (opened on first use, closed at the end of the request)."""
+    from flask import current_app
+
+    if "db" not in g:
+        g.db = runtime_of(current_app).sessions()
+    return g.db

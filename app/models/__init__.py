@@ -1,0 +1,17 @@
+"""All models, importable from one place so the metadata is complete for migrations."""
+from app.models.base import Base, TenantScoped, utcnow
+from app.models.commerce import Cart, CartLine, Customer, Order, OrderLine, Product
+from app.models.events import InboundEvent
+from app.models.flows import CustomerTag, Flow, FlowRun, FlowVersion, Segment, Tag
+from app.models.jobs import ClockLease, Job, JobKindThrottle
+from app.models.messaging import Consent, Coupon, DeliveryAttempt, Message, PushSubscription, Suppression
+from app.models.shipping import LabelBatch, Shipment, TrackingEvent
+from app.models.shop import Shop
+from app.models.sync import DataExport, OAuthState, ReturnRequest, SyncRun
+
+__all__ = [
+    "Base", "TenantScoped", "utcnow", "Shop", "Customer", "Order", "OrderLine", "Cart", "CartLine", "Product",
+    "InboundEvent", "Job", "JobKindThrottle", "ClockLease", "Flow", "FlowVersion", "FlowRun", "Segment", "Tag",
+    "CustomerTag", "Message", "DeliveryAttempt", "Consent", "Suppression", "PushSubscription", "Coupon",
+    "Shipment", "TrackingEvent", "LabelBatch", "OAuthState", "SyncRun", "ReturnRequest", "DataExport",
+]

@@ -1,0 +1,80 @@
+"""Courier work: shipments, their tracking history and the print station's label batches."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import JSON, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, IdType, TenantScoped, tenant_fk, utcnow
+
+SHIPMENT_STATUSES = (
+    "created", "picked_up", "in_transit", "out_for_delivery", "available_for_pickup", "failed_attempt",
+    "delivered", "returning", "returned_to_sender", "cancelled", "exception", "unknown",
+)
+
+
+class LabelBatch(TenantScoped, Base):
+    __tablename__ = "label_batches"
+    __table_args__ = (UniqueConstraint("shop_id", "id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    courier: Mapped[str] = mapped_column(String(32))
+    label_format: Mapped[str] = mapped_column(String(16), default="a4_4up")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    order_ids: Mapped[list] = mapped_column(JSON, default=list)
+    done_count: Mapped[int] = mapped_column(default=0)
+    failed_count: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[dict] = mapped_column(JSON, default=dict)
+    print_file: Mapped[bytes | None] = mapped_column(LargeBinary)
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class Shipment(TenantScoped, Base):
+    __tablename__ = "shipments"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "id"),
+        UniqueConstraint("shop_id", "idempotency_key"),
+        tenant_fk("order_id", "orders"),
+        tenant_fk("label_batch_id", "label_batches"),
+        Index("ix_shipments_next_poll_at", "next_poll_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    order_id: Mapped[int | None] = mapped_column(IdType)
+    label_batch_id: Mapped[int | None] = mapped_column(IdType)
+    courier: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    tracking_numbers: Mapped[list] = mapped_column(JSON, default=list)
+    tracking_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(24), default="created")
+    status_raw: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[Decimal | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    label: Mapped[bytes | None] = mapped_column(LargeBinary)
+    label_format: Mapped[str | None] = mapped_column(String(16))
+    next_poll_at: Mapped[dt.datetime | None]
+    platform_fulfillment_id: Mapped[str | None] = mapped_column(String(64))  # the store's record of it, once written back
+    delivered_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TrackingEvent(TenantScoped, Base):
+    __tablename__ = "tracking_events"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shipment_id", "occurred_at", "raw_code"),
+        tenant_fk("shipment_id", "shipments", ondelete="CASCADE"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(IdType)
+    occurred_at: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(24))
+    raw_code: Mapped[str] = mapped_column(String(64))
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    location: Mapped[str | None] = mapped_column(String(255))

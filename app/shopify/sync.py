@@ -1,0 +1,193 @@
+"""Keeping the copy fresh: the initial sync through bulk operations, hourly reconciliation, webhook upkeep."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+from typing import Callable, Iterable
+
+from sqlalchemy import select, update
+
+from app.jobs.queue import enqueue
+from app.jobs.registry import job_kind
+from app.models import Shop, SyncRun, utcnow
+from app.shopify.access import admin_client, mark_token_revoked
+from app.store.apply import apply_cart, apply_customer, apply_order, apply_product
+from app.tenancy import shop_context
+from connectors.errors import AuthError
+from connectors.records import StoreCart, StoreCustomer, StoreOrder, StoreProduct
+from connectors.shopify import SUBSCRIPTION_TOPICS
+
+log = logging.getLogger(__name__)
+
+# Customers first, so orders and checkouts find the customer they belong to.
+RESOURCES = ("customers", "products", "orders", "abandoned_checkouts")
+BULK_POLL_SECONDS = 5
+IMPORT_BATCH = 500
+RECONCILE_OVERLAP = dt.timedelta(minutes=10)
+FIRST_RECONCILE_WINDOW = dt.timedelta(days=1)
+
+APPLY: dict[type, Callable] = {
+    StoreCustomer: apply_customer,
+    StoreProduct: apply_product,
+    StoreOrder: apply_order,
+    StoreCart: apply_cart,
+}
+
+
+def apply_records(sessions, shop_id: int, records: Iterable, on_batch: Callable[[object, int], None] | None = None) -> int:
+    """Apply records in short transactions of IMPORT_BATCH, never holding the database for a whole sync."""
+    done = 0
+    iterator = iter(records)
+    while batch := list(itertools.islice(iterator, IMPORT_BATCH)):
+        with sessions.begin() as session, shop_context(shop_id):
+            for record in batch:
+                APPLY[type(record)](session, shop_id, record)
+            done += len(batch)
+            if on_batch is not None:
+                on_batch(session, done)
+    return done
+
+
+@job_kind("shopify.start_initial_sync")
+def start_initial_sync(ctx) -> None:
+    """Plan one bulk import per resource; `shopify.sync_step` works through them in order."""
+    in_flight = ctx.session.scalars(select(SyncRun).where(
+        SyncRun.kind == "initial", SyncRun.status.in_(["pending", "running", "importing"]))).first()
+    if in_flight is None:
+        for resource in RESOURCES:
+            ctx.session.add(SyncRun(shop_id=ctx.shop_id, kind="initial", resource=resource, status="pending"))
+    enqueue(ctx.session, "shopify.sync_step", shop_id=ctx.shop_id)
+
+
+@job_kind("shopify.sync_step", lease_seconds=900)
+def sync_step(ctx) -> None:
+    """Advance the shop's initial sync by one step: start a bulk operation, poll it, or stream its result in."""
+    client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
+    with ctx.sessions() as session, shop_context(ctx.shop_id):
+        run = session.scalars(select(SyncRun).where(
+            SyncRun.kind == "initial", SyncRun.status.in_(["pending", "running", "importing"])).order_by(SyncRun.id)).first()
+    if run is None:
+        return
+    try:
+        if run.status == "pending":
+            _start(ctx, client, run)
+        elif run.status == "running":
+            _poll(ctx, client, run)
+        elif run.importer_job_id == ctx.job_id:
+            _import(ctx, client, run)  # this job was importing when its worker died: resume
+    except AuthError as exc:
+        mark_token_revoked(ctx.sessions, ctx.shop_id, str(exc))
+        raise
+
+
+def _start(ctx, client, run: SyncRun) -> None:
+    operation_id = client.start_bulk_query(run.resource)
+    with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
+        session.execute(update(SyncRun).where(SyncRun.id == run.id, SyncRun.status == "pending").values(
+            status="running", remote_operation_id=operation_id, started_at=utcnow()))
+    _poll_later(ctx)
+
+
+def _poll(ctx, client, run: SyncRun) -> None:
+    operation = client.bulk_operation(run.remote_operation_id)
+    if operation.status in ("CREATED", "RUNNING", "CANCELING"):
+        with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
+            session.execute(update(SyncRun).where(SyncRun.id == run.id).values(records_total=operation.object_count))
+        _poll_later(ctx)
+        return
+    if operation.status != "COMPLETED":
+        _finish(ctx, run, "failed", f"bulk operation {operation.status}: {operation.error_code or 'no error code'}")
+        return
+    with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
+        claimed = session.execute(update(SyncRun).where(SyncRun.id == run.id, SyncRun.status == "running").values(
+            status="importing", importer_job_id=ctx.job_id, records_total=operation.object_count,
+            result_url=operation.url)).rowcount
+    if claimed:  # another step (the finish webhook and a poll raced) may already be importing it
+        run.result_url = operation.url
+        _import(ctx, client, run)
+
+
+def _import(ctx, client, run: SyncRun) -> None:
+    url = run.result_url
+    if not url:  # a completed operation with no objects has no result file
+        _finish(ctx, run, "done")
+        return
+
+    def progress(session, done: int) -> None:
+        session.execute(update(SyncRun).where(SyncRun.id == run.id).values(records_done=done))
+
+    done = apply_records(ctx.sessions, ctx.shop_id, client.iter_bulk_records(run.resource, url), progress)
+    _finish(ctx, run, "done")
+    log.info("shopify bulk import finished", extra={"resource": run.resource, "records": done})
+
+
+def _finish(ctx, run: SyncRun, status: str, error: str | None = None) -> None:
+    with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
+        session.execute(update(SyncRun).where(SyncRun.id == run.id).values(status=status, error=error, finished_at=utcnow()))
+        enqueue(session, "shopify.sync_step", shop_id=ctx.shop_id)
+
+
+def _poll_later(ctx) -> None:
+    with ctx.sessions.begin() as session:
+        enqueue(session, "shopify.sync_step", shop_id=ctx.shop_id, due_at=utcnow() + dt.timedelta(seconds=BULK_POLL_SECONDS))
+
+
+RECONCILE_SOURCES = {
+    "customers": "customers_updated_since",
+    "products": "products_updated_since",
+    "orders": "orders_updated_since",
+    "abandoned_checkouts": "abandoned_checkouts_updated_since",
+}
+
+
+@job_kind("shopify.reconcile", lease_seconds=900)
+def reconcile(ctx) -> None:
+    """Fetch what changed since the last pass (with an overlap), so a dropped webhook is caught within the hour."""
+    client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
+    started = utcnow()
+    with ctx.sessions() as session:
+        cursors = dict((session.get(Shop, ctx.shop_id).settings or {}).get("shopify_reconciled_until", {}))
+    for resource, method in RECONCILE_SOURCES.items():
+        since = dt.datetime.fromisoformat(cursors[resource]) - RECONCILE_OVERLAP if resource in cursors \
+            else started - FIRST_RECONCILE_WINDOW
+        with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
+            run = SyncRun(shop_id=ctx.shop_id, kind="reconcile", resource=resource, status="running",
+                          updated_since=since, started_at=utcnow())
+            session.add(run)
+        try:
+            done = apply_records(ctx.sessions, ctx.shop_id, getattr(client, method)(since))
+        except AuthError as exc:
+            mark_token_revoked(ctx.sessions, ctx.shop_id, str(exc))
+            raise
+        with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
+            session.execute(update(SyncRun).where(SyncRun.id == run.id).values(
+                status="done", records_done=done, finished_at=utcnow()))
+        cursors[resource] = started.isoformat()
+    with ctx.sessions.begin() as session:
+        shop = session.get(Shop, ctx.shop_id)
+        shop.settings = {**(shop.settings or {}), "shopify_reconciled_until": cursors}
+
+
+@job_kind("shopify.register_webhooks")
+def register_webhooks(ctx) -> None:
+    """Make sure every topic we need is subscribed at our address; re-creates what Shopify removed."""
+    client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
+    address = f"{ctx.settings.public_url}/webhooks/shopify"
+    existing = {(s.topic, s.uri) for s in client.webhook_subscriptions()}
+    created, refused = [], {}
+    for topic in SUBSCRIPTION_TOPICS:
+        if (topic, address) in existing:
+            continue
+        try:
+            client.create_webhook_subscription(topic, address)
+            created.append(topic)
+        except AuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a topic needing protected-customer-data approval
+            refused[topic] = str(exc)[:300]
+    with ctx.sessions.begin() as session:
+        shop = session.get(Shop, ctx.shop_id)
+        shop.settings = {**(shop.settings or {}), "shopify_webhooks_checked_at": utcnow().isoformat(),
+                         "shopify_webhook_errors": refused}
+    log.info("shopify webhooks ensured", extra={"created": created, "refused": sorted(refused)})

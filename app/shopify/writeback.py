@@ -1,0 +1,74 @@
+"""Writing back to the shop: tracking through fulfillments, and single-use recovery discount codes."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from app.jobs.registry import job_kind
+from app.jobs.runner import PermanentJobError
+from app.models import Coupon, Customer, Order, Shipment, Shop, utcnow
+from app.shopify.access import admin_client
+from connectors.records import Money
+from connectors.shopify.client import CodeAlreadyExists
+
+log = logging.getLogger(__name__)
+
+# How each courier is named to Shopify: exactly as in Shopify's carrier list when it is there ("DPD");
+# otherwise our own name, and the tracking URL makes the link work.
+TRACKING_COMPANY = {
+    "fancourier": "FAN Courier",
+    "sameday": "Sameday",
+    "cargus": "Cargus",
+    "inpost": "InPost",
+    "dpd_ro": "DPD",
+    "dpd_pl": "DPD",
+    "manual": "Other",
+}
+
+
+@job_kind("shopify.fulfill_shipment", max_attempts=5)
+def fulfill_shipment(ctx, shipment_id: int) -> None:
+    """Tell Shopify the order shipped, with company, number and URL; at most once per shipment."""
+    client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
+    shipment = ctx.session.get(Shipment, shipment_id)
+    if shipment is None or shipment.platform_fulfillment_id:
+        return
+    order = ctx.session.get(Order, shipment.order_id) if shipment.order_id else None
+    if order is None or not shipment.tracking_numbers or not shipment.tracking_url:
+        raise PermanentJobError(f"shipment {shipment_id} has no order, tracking number or tracking URL to send")
+    shop = ctx.session.get(Shop, ctx.shop_id)
+    fulfillment_ids = client.fulfill_order(
+        order.platform_id,
+        tracking_company=TRACKING_COMPANY.get(shipment.courier, shipment.courier),
+        tracking_number=shipment.tracking_numbers[0],
+        tracking_url=shipment.tracking_url,
+        notify_customer=bool((shop.settings or {}).get("shopify_notify_customer", False)),
+    )
+    shipment.platform_fulfillment_id = fulfillment_ids[0] if fulfillment_ids else "none-open"
+    log.info("shopify fulfillment written", extra={"shipment_id": shipment_id, "fulfillments": fulfillment_ids})
+
+
+@job_kind("shopify.create_discount", max_attempts=5)
+def create_discount(ctx, coupon_id: int) -> None:
+    """Create the coupon's single-use code in Shopify, bound to its customer, expiring with the coupon."""
+    client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
+    coupon = ctx.session.get(Coupon, coupon_id)
+    if coupon is None or coupon.platform_id:
+        return
+    customer = ctx.session.get(Customer, coupon.customer_id) if coupon.customer_id else None
+    if coupon.percent_off is None and coupon.amount_off is None:
+        raise PermanentJobError(f"coupon {coupon_id} has neither a percentage nor an amount")
+    try:
+        coupon.platform_id = client.create_discount_code(
+            code=coupon.code,
+            title=f"Recovery {coupon.code}",
+            percentage=coupon.percent_off,
+            amount=Money(coupon.amount_off, coupon.currency) if coupon.amount_off is not None else None,
+            customer_id=customer.platform_id if customer else None,
+            starts_at=utcnow(),
+            ends_at=coupon.expires_at,
+        )
+    except CodeAlreadyExists:
+        # Codes are random per coupon: an existing one is our own earlier attempt that got through.
+        coupon.platform_id = "existing"

@@ -1,0 +1,1 @@
+"""WooCommerce REST API client library (keys, wc-auth, webhooks, sync); see issue #4."""
