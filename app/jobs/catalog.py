@@ -9,6 +9,10 @@ from app.config import ConfigError
 JOB_MODULES = [
     "app.jobs.maintenance",
     "app.store.jobs",
+    "app.shopify.ingest",
+    "app.shopify.sync",
+    "app.shopify.writeback",
+    "app.shopify.scans",
 ]
 
 

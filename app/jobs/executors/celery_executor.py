@@ -20,28 +20,32 @@ from app.models import utcnow
 log = logging.getLogger(__name__)
 
 TASK_NAME = "companion.run_job"
-celery_app = Celery("companion")
-celery_app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
 _worker_runtime = None
 
 
-def configure_celery(settings: Settings) -> Celery:
-    celery_app.conf.update(
+def celery_app_for(settings: Settings) -> Celery:
+    """A Celery app bound to this configuration's broker.
+
+    One app per executor, not a module-level singleton: Celery keeps a connection pool per app,
+    so an app reconfigured to another broker would go on publishing to the first one.
+    """
+    app = Celery("companion", set_as_current=False)
+    app.conf.update(
         broker_url=settings.broker_url,
         task_default_queue=settings.celery_queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
         # A message is redelivered if not acked within this time; our own lease does the real work.
         broker_transport_options={"visibility_timeout": max(3600, settings.job_lease_seconds * 2)},
     )
-    return celery_app
+    app.task(name=TASK_NAME, ignore_result=True)(run_job)
+    return app
 
 
 def _runtime():
@@ -63,7 +67,6 @@ def _fresh_connections_after_fork(**_kwargs):
         _worker_runtime.engine.dispose(close=False)
 
 
-@celery_app.task(name=TASK_NAME, ignore_result=True)
 def run_job(job_id: int) -> str:
     """Claim the named job if it is still due and unclaimed, then run it; duplicates are no-ops."""
     from app.jobs.executors.local import worker_name
@@ -82,7 +85,7 @@ class CeleryExecutor:
     def __init__(self, settings: Settings, engine: Engine):
         self.settings = settings
         self.engine = engine
-        configure_celery(settings)
+        self.app = celery_app_for(settings)
 
     def publish(self, job_ids: list[int]) -> None:
         sent = self._send(job_ids)
@@ -106,23 +109,22 @@ class CeleryExecutor:
         if not job_ids:
             return sent
         try:
-            with celery_app.producer_or_acquire() as producer:
+            with self.app.producer_or_acquire() as producer:
                 for job_id in job_ids:
-                    run_job.apply_async(args=[job_id], producer=producer, retry=False)
+                    self.app.send_task(TASK_NAME, args=[job_id], producer=producer, retry=False)
                     sent.append(job_id)
         except Exception as exc:  # noqa: BLE001 - the database keeps the job; the relay retries
             log.warning("broker publish failed; jobs stay queued for the relay", extra={"error": str(exc), "unsent": len(job_ids) - len(sent)})
         return sent
 
     def check(self) -> None:
-        with celery_app.connection_for_write() as connection:
+        with self.app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
 
     def close(self) -> None:
-        pass
+        self.app.close()
 
 
 def run_worker(settings: Settings, concurrency: int = 2, pool: str = "prefork") -> None:
-    configure_celery(settings)
-    celery_app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", "--loglevel=INFO",
+    celery_app_for(settings).worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", "--loglevel=INFO",
                             "-Q", settings.celery_queue, "--without-gossip", "--without-mingle"])
