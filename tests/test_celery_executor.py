@@ -69,7 +69,8 @@ def test_celery_workers_run_the_same_job_functions_end_to_end(celery_runtime, ce
         job_ids = [enqueue(session, "test.append", path=str(trace), text="via-celery") for _ in range(20)]
         failing = enqueue(session, "test.flaky", path=str(tmp_path / "flaky"), failures=1)
     wait_until(lambda: all(_job(celery_runtime, j).status == "succeeded" for j in job_ids), message="celery ran the jobs")
-    wait_until(lambda: _job(celery_runtime, failing).attempts == 1, message="celery ran the flaky job once")
+    wait_until(lambda: _job(celery_runtime, failing).status == "queued" and _job(celery_runtime, failing).attempts == 1,
+               message="celery ran the flaky job once and queued its retry")
     assert sorted(int(line.split("job=")[1].split()[0]) for line in trace.read_text().splitlines()) == sorted(job_ids)
 
     retried = _job(celery_runtime, failing)

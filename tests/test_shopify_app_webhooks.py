@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.jobs.executors.local import LocalWorker
 from app.jobs.queue import enqueue
-from app.models import Consent, Customer, DataExport, InboundEvent, Job, Order, Shop
+from app.models import Consent, Customer, DataExport, InboundEvent, Job, Order, Shop, utcnow
 from app.tenancy import shop_context
 from tests import shopify_payloads as payloads
 from tests.data_search import tables_mentioning
@@ -151,7 +152,7 @@ def test_a_customer_update_records_the_marketing_consent(shopify_app, runtime_of
 
 def test_uninstalling_revokes_the_credentials_and_cancels_the_shops_queued_jobs(shopify_app, runtime_of_app, shop_id):
     with runtime_of_app.sessions.begin() as session:
-        waiting = enqueue(session, "noop", shop_id=shop_id)
+        waiting = enqueue(session, "noop", shop_id=shop_id, due_at=utcnow() + dt.timedelta(hours=1))
     deliver(shopify_app, "app/uninstalled", payloads.app_uninstalled())
     work(runtime_of_app)
     with runtime_of_app.sessions() as session:
