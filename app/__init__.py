@@ -24,12 +24,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
     app.extensions["companion"] = runtime
 
+    from app.shopify.admin import shopify_admin
     from app.shopify.install import shopify_install
     from app.shopify.webhooks import shopify_webhooks
     from app.web.health import health
 
     app.register_blueprint(health)
     app.register_blueprint(shopify_install)
+    app.register_blueprint(shopify_admin)
     app.register_blueprint(shopify_webhooks)
     _install_request_tracking(app)
     _install_json_errors(app)

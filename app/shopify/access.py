@@ -1,8 +1,10 @@
 """A shop's Admin API access: a fresh token (refreshed once, under a per-shop lock) and a client built on it."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,6 +95,16 @@ def mark_token_revoked(sessions: sessionmaker[Session], shop_id: int, reason: st
         shop = session.get(Shop, shop_id)
         if shop is not None and shop.status == "active":
             _mark_needs_reauthorization(session, shop, reason)
+
+
+@contextlib.contextmanager
+def revoked_token_stops_the_shop(sessions: sessionmaker[Session], shop_id: int) -> Iterator[None]:
+    """Shopify answering 401 means the token is gone: mark the shop and end the job instead of retrying it."""
+    try:
+        yield
+    except AuthError as exc:
+        mark_token_revoked(sessions, shop_id, str(exc))
+        raise ShopNeedsReauthorization(f"shop {shop_id} must re-authorise the app: {exc}") from exc
 
 
 def admin_client(sessions: sessionmaker[Session], settings: Settings, shop_id: int) -> ShopifyClient:

@@ -11,12 +11,11 @@ from sqlalchemy import select, update
 from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
 from app.models import Shop, SyncRun, utcnow
-from app.shopify.access import admin_client, mark_token_revoked
+from app.shopify.access import admin_client, revoked_token_stops_the_shop
 from app.store.apply import apply_cart, apply_customer, apply_order, apply_product
 from app.tenancy import shop_context
-from connectors.errors import AuthError
 from connectors.records import StoreCart, StoreCustomer, StoreOrder, StoreProduct
-from connectors.shopify import SUBSCRIPTION_TOPICS
+from connectors.shopify import SUBSCRIPTION_TOPICS, UserErrors
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +68,13 @@ def sync_step(ctx) -> None:
             SyncRun.kind == "initial", SyncRun.status.in_(["pending", "running", "importing"])).order_by(SyncRun.id)).first()
     if run is None:
         return
-    try:
+    with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
         if run.status == "pending":
             _start(ctx, client, run)
         elif run.status == "running":
             _poll(ctx, client, run)
         elif run.importer_job_id == ctx.job_id:
             _import(ctx, client, run)  # this job was importing when its worker died: resume
-    except AuthError as exc:
-        mark_token_revoked(ctx.sessions, ctx.shop_id, str(exc))
-        raise
 
 
 def _start(ctx, client, run: SyncRun) -> None:
@@ -86,7 +82,8 @@ def _start(ctx, client, run: SyncRun) -> None:
     with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
         session.execute(update(SyncRun).where(SyncRun.id == run.id, SyncRun.status == "pending").values(
             status="running", remote_operation_id=operation_id, started_at=utcnow()))
-    _poll_later(ctx)
+    run.status, run.remote_operation_id = "running", operation_id
+    _poll(ctx, client, run)  # a small shop's operation is often done already; a large one is polled later
 
 
 def _poll(ctx, client, run: SyncRun) -> None:
@@ -155,11 +152,8 @@ def reconcile(ctx) -> None:
             run = SyncRun(shop_id=ctx.shop_id, kind="reconcile", resource=resource, status="running",
                           updated_since=since, started_at=utcnow())
             session.add(run)
-        try:
+        with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
             done = apply_records(ctx.sessions, ctx.shop_id, getattr(client, method)(since))
-        except AuthError as exc:
-            mark_token_revoked(ctx.sessions, ctx.shop_id, str(exc))
-            raise
         with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
             session.execute(update(SyncRun).where(SyncRun.id == run.id).values(
                 status="done", records_done=done, finished_at=utcnow()))
@@ -174,20 +168,20 @@ def register_webhooks(ctx) -> None:
     """Make sure every topic we need is subscribed at our address; re-creates what Shopify removed."""
     client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
     address = f"{ctx.settings.public_url}/webhooks/shopify"
-    existing = {(s.topic, s.uri) for s in client.webhook_subscriptions()}
+    with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+        existing = {(s.topic, s.uri) for s in client.webhook_subscriptions()}
     created, refused = [], {}
     for topic in SUBSCRIPTION_TOPICS:
         if (topic, address) in existing:
             continue
         try:
-            client.create_webhook_subscription(topic, address)
+            with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+                client.create_webhook_subscription(topic, address)
             created.append(topic)
-        except AuthError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. a topic needing protected-customer-data approval
+        except UserErrors as exc:  # e.g. a topic needing protected-customer-data approval; outages are retried
             refused[topic] = str(exc)[:300]
     with ctx.sessions.begin() as session:
         shop = session.get(Shop, ctx.shop_id)
         shop.settings = {**(shop.settings or {}), "shopify_webhooks_checked_at": utcnow().isoformat(),
                          "shopify_webhook_errors": refused}
-    log.info("shopify webhooks ensured", extra={"created": created, "refused": sorted(refused)})
+    log.info("shopify webhooks ensured", extra={"topics_created": created, "topics_refused": sorted(refused)})

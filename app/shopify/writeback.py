@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app.jobs.registry import job_kind
 from app.jobs.runner import PermanentJobError
 from app.models import Coupon, Customer, Order, Shipment, Shop, utcnow
-from app.shopify.access import admin_client
+from app.shopify.access import admin_client, revoked_token_stops_the_shop
 from connectors.records import Money
 from connectors.shopify.client import CodeAlreadyExists
 
@@ -38,13 +38,14 @@ def fulfill_shipment(ctx, shipment_id: int) -> None:
     if order is None or not shipment.tracking_numbers or not shipment.tracking_url:
         raise PermanentJobError(f"shipment {shipment_id} has no order, tracking number or tracking URL to send")
     shop = ctx.session.get(Shop, ctx.shop_id)
-    fulfillment_ids = client.fulfill_order(
-        order.platform_id,
-        tracking_company=TRACKING_COMPANY.get(shipment.courier, shipment.courier),
-        tracking_number=shipment.tracking_numbers[0],
-        tracking_url=shipment.tracking_url,
-        notify_customer=bool((shop.settings or {}).get("shopify_notify_customer", False)),
-    )
+    with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+        fulfillment_ids = client.fulfill_order(
+            order.platform_id,
+            tracking_company=TRACKING_COMPANY.get(shipment.courier, shipment.courier),
+            tracking_number=shipment.tracking_numbers[0],
+            tracking_url=shipment.tracking_url,
+            notify_customer=bool((shop.settings or {}).get("shopify_notify_customer", False)),
+        )
     shipment.platform_fulfillment_id = fulfillment_ids[0] if fulfillment_ids else "none-open"
     log.info("shopify fulfillment written", extra={"shipment_id": shipment_id, "fulfillments": fulfillment_ids})
 
@@ -60,15 +61,16 @@ def create_discount(ctx, coupon_id: int) -> None:
     if coupon.percent_off is None and coupon.amount_off is None:
         raise PermanentJobError(f"coupon {coupon_id} has neither a percentage nor an amount")
     try:
-        coupon.platform_id = client.create_discount_code(
-            code=coupon.code,
-            title=f"Recovery {coupon.code}",
-            percentage=coupon.percent_off,
-            amount=Money(coupon.amount_off, coupon.currency) if coupon.amount_off is not None else None,
-            customer_id=customer.platform_id if customer else None,
-            starts_at=utcnow(),
-            ends_at=coupon.expires_at,
-        )
+        with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+            coupon.platform_id = client.create_discount_code(
+                code=coupon.code,
+                title=f"Recovery {coupon.code}",
+                percentage=coupon.percent_off,
+                amount=Money(coupon.amount_off, coupon.currency) if coupon.amount_off is not None else None,
+                customer_id=customer.platform_id if customer else None,
+                starts_at=utcnow(),
+                ends_at=coupon.expires_at,
+            )
     except CodeAlreadyExists:
         # Codes are random per coupon: an existing one is our own earlier attempt that got through.
         coupon.platform_id = "existing"
