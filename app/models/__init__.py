@@ -6,11 +6,11 @@ from app.models.flows import CustomerTag, Flow, FlowRun, FlowVersion, Segment, T
 from app.models.jobs import ClockLease, Job, JobKindThrottle
 from app.models.messaging import Consent, Coupon, DeliveryAttempt, Message, PushSubscription, Suppression
 from app.models.shipping import LabelBatch, Shipment, TrackingEvent
-from app.models.shop import Shop
+from app.models.shop import Shop, ShopAlert
 from app.models.sync import DataExport, OAuthState, ReturnRequest, SyncRun
 
 __all__ = [
-    "Base", "TenantScoped", "utcnow", "Shop", "Customer", "Order", "OrderLine", "Cart", "CartLine", "Product",
+    "Base", "TenantScoped", "utcnow", "Shop", "ShopAlert", "Customer", "Order", "OrderLine", "Cart", "CartLine", "Product",
     "InboundEvent", "Job", "JobKindThrottle", "ClockLease", "Flow", "FlowVersion", "FlowRun", "Segment", "Tag",
     "CustomerTag", "Message", "DeliveryAttempt", "Consent", "Suppression", "PushSubscription", "Coupon",
     "Shipment", "TrackingEvent", "LabelBatch", "OAuthState", "SyncRun", "ReturnRequest", "DataExport",

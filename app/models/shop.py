@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto import EncryptedJSON, Secret
-from app.models.base import Base, IdType, utcnow
+from app.models.base import Base, IdType, TenantScoped, utcnow
 
 SHOP_STATUSES = ("connecting", "active", "needs_reauth", "uninstalled", "disconnected")
 
@@ -35,3 +35,17 @@ class Shop(Base):
 
     def __repr__(self) -> str:
         return f"<Shop {self.id} {self.platform}:{self.domain} {self.status}>"
+
+
+class ShopAlert(TenantScoped, Base):
+    """Something the shop owner should know and may have to act on (a disabled webhook, a revoked key…)."""
+
+    __tablename__ = "shop_alerts"
+    __table_args__ = (Index("ix_shop_alerts_shop_id_open", "shop_id", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None]
