@@ -27,12 +27,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.shopify.admin import shopify_admin
     from app.shopify.install import shopify_install
     from app.shopify.webhooks import shopify_webhooks
+    from app.storefront import storefront
     from app.web.health import health
+    from app.woocommerce.connect import woocommerce_connect
+    from app.woocommerce.webhooks import woocommerce_webhooks
 
     app.register_blueprint(health)
     app.register_blueprint(shopify_install)
     app.register_blueprint(shopify_admin)
+    app.register_blueprint(woocommerce_connect)
+    app.register_blueprint(woocommerce_webhooks)
     app.register_blueprint(shopify_webhooks)
+    app.register_blueprint(storefront)
     _install_request_tracking(app)
     _install_json_errors(app)
     _install_session_teardown(app)

@@ -83,6 +83,8 @@ class Settings:
     shopify: "ShopifyAppSettings"
     allow_private_store_urls: bool
     testing: bool = False
+    redis_url: str | None = None
+    storefront: "StorefrontSettings" = field(default_factory=lambda: StorefrontSettings())
 
     @property
     def is_sqlite(self) -> bool:
@@ -138,6 +140,36 @@ class Settings:
             shopify=ShopifyAppSettings.from_env(env),
             allow_private_store_urls=_bool(env, "ALLOW_PRIVATE_STORE_URLS", False),
             testing=testing,
+            redis_url=_redis_url(env),
+            storefront=StorefrontSettings.from_env(env),
+        )
+
+
+def _redis_url(env: dict) -> str | None:
+    url = env.get("REDIS_URL") or None
+    if url and url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL={url!r} must be a redis:// URL")
+    return url
+
+
+@dataclass(frozen=True)
+class StorefrontSettings:
+    """Limits of the public `/s/...` endpoints the storefront snippet calls."""
+
+    visitor_requests_per_minute: int = 120
+    ip_requests_per_minute: int = 600
+    max_body_bytes: int = 64 * 1024
+    max_events_per_batch: int = 100
+    confirm_link_days: int = 14
+
+    @classmethod
+    def from_env(cls, env: dict) -> "StorefrontSettings":
+        return cls(
+            visitor_requests_per_minute=_int(env, "STOREFRONT_VISITOR_REQUESTS_PER_MINUTE", 120, minimum=1),
+            ip_requests_per_minute=_int(env, "STOREFRONT_IP_REQUESTS_PER_MINUTE", 600, minimum=1),
+            max_body_bytes=_int(env, "STOREFRONT_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+            max_events_per_batch=_int(env, "STOREFRONT_MAX_EVENTS_PER_BATCH", 100, minimum=1),
+            confirm_link_days=_int(env, "STOREFRONT_CONFIRM_LINK_DAYS", 14, minimum=1),
         )
 
 

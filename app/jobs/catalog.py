@@ -13,6 +13,10 @@ JOB_MODULES = [
     "app.shopify.sync",
     "app.shopify.writeback",
     "app.shopify.scans",
+    "app.woocommerce.ingest",
+    "app.woocommerce.sync",
+    "app.woocommerce.writeback",
+    "app.woocommerce.scans",
 ]
 
 

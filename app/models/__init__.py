@@ -7,6 +7,7 @@ from app.models.jobs import ClockLease, Job, JobKindThrottle
 from app.models.messaging import Consent, Coupon, DeliveryAttempt, Message, PushSubscription, Suppression
 from app.models.shipping import LabelBatch, Shipment, TrackingEvent
 from app.models.shop import Shop, ShopAlert
+from app.models.storefront import DoubleOptIn, PushOptIn, RateLimitCounter, StorefrontEvent, StorefrontVisitor
 from app.models.sync import DataExport, OAuthState, ReturnRequest, SyncRun
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "InboundEvent", "Job", "JobKindThrottle", "ClockLease", "Flow", "FlowVersion", "FlowRun", "Segment", "Tag",
     "CustomerTag", "Message", "DeliveryAttempt", "Consent", "Suppression", "PushSubscription", "Coupon",
     "Shipment", "TrackingEvent", "LabelBatch", "OAuthState", "SyncRun", "ReturnRequest", "DataExport",
+    "StorefrontVisitor", "StorefrontEvent", "DoubleOptIn", "PushOptIn", "RateLimitCounter",
 ]

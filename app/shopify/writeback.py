@@ -9,22 +9,11 @@ from app.jobs.registry import job_kind
 from app.jobs.runner import PermanentJobError
 from app.models import Coupon, Customer, Order, Shipment, Shop, utcnow
 from app.shopify.access import admin_client, revoked_token_stops_the_shop
+from app.store.courier_names import courier_display_name
 from connectors.records import Money
 from connectors.shopify.client import CodeAlreadyExists
 
 log = logging.getLogger(__name__)
-
-# How each courier is named to Shopify: exactly as in Shopify's carrier list when it is there ("DPD");
-# otherwise our own name, and the tracking URL makes the link work.
-TRACKING_COMPANY = {
-    "fancourier": "FAN Courier",
-    "sameday": "Sameday",
-    "cargus": "Cargus",
-    "inpost": "InPost",
-    "dpd_ro": "DPD",
-    "dpd_pl": "DPD",
-    "manual": "Other",
-}
 
 
 @job_kind("shopify.fulfill_shipment", max_attempts=5)
@@ -41,7 +30,7 @@ def fulfill_shipment(ctx, shipment_id: int) -> None:
     with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
         fulfillment_ids = client.fulfill_order(
             order.platform_id,
-            tracking_company=TRACKING_COMPANY.get(shipment.courier, shipment.courier),
+            tracking_company=courier_display_name(shipment.courier),
             tracking_number=shipment.tracking_numbers[0],
             tracking_url=shipment.tracking_url,
             notify_customer=bool((shop.settings or {}).get("shopify_notify_customer", False)),

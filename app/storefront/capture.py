@@ -1,0 +1,132 @@
+"""What the snippet captures: storefront events, the contact typed at checkout, the visitor's cart."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from connectors.records import StoreCart
+from app.models import Cart, Customer, StorefrontEvent, StorefrontVisitor, utcnow
+from app.models.storefront import STOREFRONT_EVENT_KINDS
+from app.store.apply import apply_cart
+from app.storefront import validation as v
+
+events_table = StorefrontEvent.__table__
+CLOCK_SKEW = dt.timedelta(days=1)
+
+
+def parse_events(raw_events: list, visitor_id: str, now: dt.datetime) -> tuple[list[dict], list[dict]]:
+    """Split a batch into rows to store and per-event problems; one bad event does not cost the others."""
+    rows, problems = [], []
+    for index, event in enumerate(raw_events):
+        try:
+            rows.append(_event_row(event, index, visitor_id, now))
+        except v.InvalidField as exc:
+            problems.append({"index": index, "field": exc.field, "message": exc.message})
+    return rows, problems
+
+
+def _event_row(event, index: int, visitor_id: str, now: dt.datetime) -> dict:
+    path = f"events[{index}]"
+    if not isinstance(event, dict):
+        raise v.InvalidField(path, "must be an object")
+    kind = event.get("type")
+    if kind not in STOREFRONT_EVENT_KINDS:
+        raise v.InvalidField(f"{path}.type", f"must be one of {', '.join(STOREFRONT_EVENT_KINDS)}")
+    page = v.url(event, "url", required=True, path=f"{path}.url")
+    product = v.identifier(event, "product_id", path=f"{path}.product_id")
+    if kind in ("product_view", "add_to_cart") and product is None:
+        raise v.InvalidField(f"{path}.product_id", f"is required for {kind}")
+    data = {}
+    for field, length in (("title", 512), ("referrer", 2048), ("currency", 3)):
+        value = v.text(event, field, length, path=f"{path}.{field}")
+        if value is not None:
+            data[field] = value
+    variant = v.identifier(event, "variant_id", path=f"{path}.variant_id")
+    if variant is not None:
+        data["variant_id"] = variant
+    quantity = v.whole_number(event, "quantity", 1, 10_000, path=f"{path}.quantity")
+    if quantity is not None:
+        data["quantity"] = quantity
+    price = event.get("price")
+    if price is not None:
+        if isinstance(price, bool) or not isinstance(price, (int, str)) or not str(price).lstrip("-").isdigit() or len(str(price)) > 15:
+            raise v.InvalidField(f"{path}.price", "must be an amount in minor units (a whole number)")
+        data["price_minor"] = int(price)
+    occurred = now
+    ts = event.get("ts")
+    if ts is not None:
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+            raise v.InvalidField(f"{path}.ts", "must be milliseconds since 1970 (Date.now())")
+        try:
+            claimed = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise v.InvalidField(f"{path}.ts", "must be milliseconds since 1970 (Date.now())") from None
+        # The browser's clock is trusted only within a day of ours; a wrong clock does not lose the event.
+        occurred = claimed if now - CLOCK_SKEW <= claimed <= now + dt.timedelta(minutes=5) else now
+    return dict(visitor_id=visitor_id, kind=kind, url=page, product_platform_id=product, data=data,
+                occurred_at=occurred, received_at=now)
+
+
+def store_events(session: Session, shop_id: int, rows: list[dict]) -> int:
+    if rows:
+        session.execute(insert(events_table), [{**row, "shop_id": shop_id} for row in rows])
+    return len(rows)
+
+
+def visitor(session: Session, shop_id: int, visitor_id: str) -> StorefrontVisitor:
+    row = session.scalars(select(StorefrontVisitor).where(StorefrontVisitor.visitor_id == visitor_id)).first()
+    if row is None:
+        row = StorefrontVisitor(shop_id=shop_id, visitor_id=visitor_id)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def customer_for_contact(session: Session, shop_id: int, email: str | None, phone: str | None) -> Customer:
+    """The customer with this email (else this phone); a new one, known only by the contact, when there is none."""
+    customer = None
+    if email:
+        customer = session.scalars(select(Customer).where(Customer.email == email).order_by(Customer.id)).first()
+    if customer is None and phone:
+        customer = session.scalars(select(Customer).where(Customer.phone == phone).order_by(Customer.id)).first()
+    if customer is None:
+        customer = Customer(shop_id=shop_id, email=email, phone=phone)
+        session.add(customer)
+        session.flush()
+    elif phone and not customer.phone:
+        customer.phone = phone
+    return customer
+
+
+def link_contact(session: Session, shop_id: int, visitor_id: str, email: str | None, phone: str | None) -> None:
+    """Tie the anonymous visitor, and their open carts, to the customer who owns this email or phone."""
+    customer = customer_for_contact(session, shop_id, email, phone)
+    seen = visitor(session, shop_id, visitor_id)
+    seen.customer_id = customer.id
+    seen.contact_at = utcnow()
+    for cart in session.scalars(select(Cart).where(Cart.visitor_id == visitor_id, Cart.status.in_(("active", "abandoned")))):
+        cart.customer_id = customer.id
+        cart.email = email or cart.email
+        cart.phone = phone or cart.phone
+
+
+def sync_cart(session: Session, shop_id: int, visitor_id: str, record: StoreCart) -> Cart | None:
+    """Store the visitor's cart through the same newer-wins path as platform carts."""
+    held = session.scalars(select(Cart).where(Cart.platform_token == record.token)).first()
+    if held is None and not record.lines:
+        return None  # an empty cart we never saw is nothing to recover
+    seen = visitor(session, shop_id, visitor_id)
+    cart = apply_cart(session, shop_id, record)
+    if cart is None:
+        return None
+    if held is None:
+        cart.source = "snippet"
+    cart.visitor_id = visitor_id
+    if seen.customer_id is not None:
+        customer = session.get(Customer, seen.customer_id)
+        cart.customer_id = seen.customer_id
+        cart.email = cart.email or (customer.email if customer else None)
+        cart.phone = cart.phone or (customer.phone if customer else None)
+    return cart

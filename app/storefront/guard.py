@@ -1,0 +1,195 @@
+"""The gate in front of every `/s/...` endpoint: which shop a public key names, its allowed origins, body caps, rate limits."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+from sqlalchemy import select
+
+from app.models import Shop
+from app.storefront import ratelimit
+
+SHOP_CACHE_SECONDS = 30
+ACCEPTING_STATUSES = ("connecting", "active", "needs_reauth")
+
+
+class Rejected(Exception):
+    """A request the storefront endpoints refuse; becomes a JSON error naming the problem."""
+
+    def __init__(self, status: int, error: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.headers = status, error, message, headers or {}
+
+
+@dataclass(frozen=True)
+class StorefrontShop:
+    """What the public endpoints may know of a shop: enough to route and check, no credentials."""
+
+    id: int
+    platform: str
+    domain: str
+    locale: str
+    hosts: frozenset[str]
+    settings: dict
+
+    @property
+    def storefront(self) -> dict:
+        value = self.settings.get("storefront")
+        return value if isinstance(value, dict) else {}
+
+
+def shop_hosts(shop: Shop) -> frozenset[str]:
+    """The host names the shop's pages are served from: its domain plus settings["storefront_domains"]."""
+    hosts = {_host(shop.domain)}
+    extra = (shop.settings or {}).get("storefront_domains") or []
+    if isinstance(extra, list):
+        hosts.update(_host(item) for item in extra if isinstance(item, str) and item.strip())
+    return frozenset(h for h in hosts if h)
+
+
+def _host(value: str) -> str:
+    value = value.strip().lower()
+    if "://" in value:
+        value = urlsplit(value).netloc
+    return value.rstrip("/").rstrip(".")
+
+
+class _ShopCache:
+    """Public key -> shop, kept briefly per process; domain or settings edits reach the endpoints within the TTL."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[float, StorefrontShop | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sessions, public_key: str) -> StorefrontShop | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(public_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with sessions() as session:
+            shop = session.scalars(select(Shop).where(Shop.public_key == public_key)).first()
+            found = None
+            if shop is not None and shop.status in ACCEPTING_STATUSES:
+                found = StorefrontShop(shop.id, shop.platform, shop.domain, shop.locale or "en", shop_hosts(shop),
+                                       dict(shop.settings or {}))
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[public_key] = (now + SHOP_CACHE_SECONDS, found)
+        return found
+
+    def forget(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def runtime():
+    return current_app.extensions["companion"]
+
+
+def _cache() -> _ShopCache:
+    return current_app.extensions.setdefault("storefront_shops", _ShopCache())
+
+
+def shop_for_key(public_key: str | None) -> StorefrontShop:
+    if not public_key:
+        raise Rejected(400, "missing_key", "the shop's public key is required as the `k` query parameter")
+    if len(public_key) > 64:
+        raise Rejected(404, "unknown_key", "no shop has this public key")
+    shop = _cache().get(runtime().sessions, public_key)
+    if shop is None:
+        raise Rejected(404, "unknown_key", "no shop has this public key")
+    return shop
+
+
+def allowed_origin(shop: StorefrontShop, origin: str | None) -> str | None:
+    """The Origin header itself when it is one of the shop's own sites (http or https), else None."""
+    if not origin:
+        return None
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return origin if parts.netloc.lower() in shop.hosts else None
+
+
+def require_origin(shop: StorefrontShop) -> str:
+    origin = request.headers.get("Origin")
+    if allowed_origin(shop, origin) is None:
+        shown = (origin or "")[:100] or "none"
+        raise Rejected(403, "origin_not_allowed", f"Origin {shown} is not one of this shop's domains")
+    return origin
+
+
+def cors_headers(origin: str, preflight: bool = False) -> dict[str, str]:
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        headers.update({
+            "Access-Control-Allow-Methods": "GET, POST, DELETE",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+        })
+    return headers
+
+
+def read_json_body() -> dict:
+    """The request body as a JSON object, whatever its Content-Type (sendBeacon sends text/plain), within the size cap."""
+    cap = runtime().settings.storefront.max_body_bytes
+    length = request.content_length
+    if length is not None and length > cap:
+        raise Rejected(413, "payload_too_large", f"the body is {length} bytes; the limit is {cap}")
+    raw = request.stream.read(cap + 1)
+    if len(raw) > cap:
+        raise Rejected(413, "payload_too_large", f"the body is over the limit of {cap} bytes")
+    if not raw:
+        raise Rejected(400, "empty_body", "the body must be a JSON object")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Rejected(400, "invalid_json", f"the body is not valid UTF-8 JSON: {str(exc)[:120]}") from None
+    if not isinstance(body, dict):
+        raise Rejected(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def client_ip() -> str:
+    return (request.remote_addr or "unknown")[:45]
+
+
+def user_agent() -> str | None:
+    value = request.headers.get("User-Agent")
+    return value[:512] if value else None
+
+
+_redis_clients: dict[str, object] = {}
+
+
+def _redis():
+    url = runtime().settings.redis_url
+    if not url:
+        return None
+    client = _redis_clients.get(url)
+    if client is None:
+        import redis
+
+        client = _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return client
+
+
+def enforce_rate_limits(shop: StorefrontShop, visitor_id: str | None) -> None:
+    """Count this request per IP and per visitor; refuse with 429 and Retry-After once either is over its limit."""
+    limits = runtime().settings.storefront
+    keys = {f"ip:{client_ip()}": limits.ip_requests_per_minute}
+    if visitor_id:
+        keys[f"v:{shop.id}:{visitor_id}"] = limits.visitor_requests_per_minute
+    counts = ratelimit.count_hits(runtime().engine, list(keys), _redis())
+    for key, limit in keys.items():
+        if counts.get(key, 0) > limit:
+            who = "this visitor" if key.startswith("v:") else "this IP address"
+            retry = ratelimit.WINDOW_SECONDS - int(time.time()) % ratelimit.WINDOW_SECONDS
+            raise Rejected(429, "rate_limited", f"too many requests from {who}: the limit is {limit} a minute",
+                           headers={"Retry-After": str(retry)})
