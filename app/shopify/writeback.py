@@ -20,13 +20,15 @@ log = logging.getLogger(__name__)
 def fulfill_shipment(ctx, shipment_id: int) -> None:
     """Tell Shopify the order shipped, with company, number and URL; at most once per shipment."""
     client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
-    shipment = ctx.session.get(Shipment, shipment_id)
+    # Read in a short session: the job's own transaction (a write lock on SQLite) opens only after the call.
+    with ctx.sessions() as session:
+        shipment = session.get(Shipment, shipment_id)
+        order = session.get(Order, shipment.order_id) if shipment is not None and shipment.order_id else None
+        shop = session.get(Shop, ctx.shop_id)
     if shipment is None or shipment.platform_fulfillment_id:
         return
-    order = ctx.session.get(Order, shipment.order_id) if shipment.order_id else None
     if order is None or not shipment.tracking_numbers or not shipment.tracking_url:
         raise PermanentJobError(f"shipment {shipment_id} has no order, tracking number or tracking URL to send")
-    shop = ctx.session.get(Shop, ctx.shop_id)
     with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
         fulfillment_ids = client.fulfill_order(
             order.platform_id,
@@ -35,7 +37,7 @@ def fulfill_shipment(ctx, shipment_id: int) -> None:
             tracking_url=shipment.tracking_url,
             notify_customer=bool((shop.settings or {}).get("shopify_notify_customer", False)),
         )
-    shipment.platform_fulfillment_id = fulfillment_ids[0] if fulfillment_ids else "none-open"
+    ctx.session.get(Shipment, shipment_id).platform_fulfillment_id = fulfillment_ids[0] if fulfillment_ids else "none-open"
     log.info("shopify fulfillment written", extra={"shipment_id": shipment_id, "fulfillments": fulfillment_ids})
 
 
@@ -43,15 +45,16 @@ def fulfill_shipment(ctx, shipment_id: int) -> None:
 def create_discount(ctx, coupon_id: int) -> None:
     """Create the coupon's single-use code in Shopify, bound to its customer, expiring with the coupon."""
     client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
-    coupon = ctx.session.get(Coupon, coupon_id)
+    with ctx.sessions() as session:
+        coupon = session.get(Coupon, coupon_id)
+        customer = session.get(Customer, coupon.customer_id) if coupon is not None and coupon.customer_id else None
     if coupon is None or coupon.platform_id:
         return
-    customer = ctx.session.get(Customer, coupon.customer_id) if coupon.customer_id else None
     if coupon.percent_off is None and coupon.amount_off is None:
         raise PermanentJobError(f"coupon {coupon_id} has neither a percentage nor an amount")
     try:
         with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
-            coupon.platform_id = client.create_discount_code(
+            platform_id = client.create_discount_code(
                 code=coupon.code,
                 title=f"Recovery {coupon.code}",
                 percentage=coupon.percent_off,
@@ -62,4 +65,5 @@ def create_discount(ctx, coupon_id: int) -> None:
             )
     except CodeAlreadyExists:
         # Codes are random per coupon: an existing one is our own earlier attempt that got through.
-        coupon.platform_id = "existing"
+        platform_id = "existing"
+    ctx.session.get(Coupon, coupon_id).platform_id = platform_id
