@@ -109,8 +109,10 @@ def apply_order(session: Session, shop_id: int, record: StoreOrder) -> Order | N
     order.shipping_address, order.billing_address = _address(record.shipping_address), _address(record.billing_address)
     order.placed_at, order.paid_at, order.cancelled_at = record.placed_at, record.paid_at, record.cancelled_at
     order.platform_updated_at = record.updated_at
+    known = order.id is not None
     session.flush()
-    session.execute(delete(OrderLine).where(OrderLine.shop_id == shop_id, OrderLine.order_id == order.id))
+    if known:  # a new order has no lines to replace
+        session.execute(delete(OrderLine).where(OrderLine.shop_id == shop_id, OrderLine.order_id == order.id))
     for line in record.lines:
         session.add(OrderLine(
             shop_id=shop_id, order_id=order.id, platform_id=line.platform_id, product_platform_id=line.product_id,

@@ -11,7 +11,7 @@ from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
 from app.jobs.runner import PermanentJobError
 from app.models import InboundEvent, Order, Product, Shop, utcnow
-from app.store.apply import apply_cart, apply_customer, apply_order, apply_product, is_stale
+from app.store.apply import apply_cart, apply_customer, apply_order, apply_product
 from connectors.errors import InvalidPayload
 from connectors.woocommerce import mapping
 
@@ -57,12 +57,9 @@ def apply_order_payload(session, shop: Shop, payload: dict) -> str:
     if payload.get("status") == "checkout-draft":
         return "cart" if apply_cart(session, shop.id, mapping.cart_from_draft_order(payload, shop.domain)) else "stale"
     record = mapping.order_from_payload(payload)
-    held = session.scalars(select(Order).where(Order.shop_id == shop.id, Order.platform_id == record.platform_id)).first()
-    if held is not None and is_stale(held.platform_updated_at, record.updated_at):
-        return "echo" if _our_write_made(shop, record.platform_id, record.updated_at) else "stale"
     order = apply_order(session, shop.id, record)
-    if order is None:
-        return "stale"
+    if order is None:  # not newer than what we hold
+        return "echo" if _our_write_made(shop, record.platform_id, record.updated_at) else "stale"
     if mapping.refund_ids(payload) or payload.get("status") == "refunded":
         # The order body lists refunds without their dates; fetch them once per order version.
         enqueue(session, "woocommerce.fetch_refunds", shop_id=shop.id, order_platform_id=record.platform_id,

@@ -151,15 +151,21 @@ def _records(client, shop: Shop, resource: str, since, on_page) -> Iterator[tupl
         for record in client.products_modified_since(since, shop.currency, on_page=on_page):
             yield apply_product, record, record.updated_at
     elif resource == "orders":
+        apply = _order_applier(shop)
         for payload in client.raw_orders_modified_since(since, on_page=on_page):
-            yield _apply_order, payload, mapping.parse_gmt(payload.get("date_modified_gmt"))
+            yield apply, payload, mapping.parse_gmt(payload.get("date_modified_gmt"))
     elif resource == "refunds":
         for record in client.refunds_since(since, shop.currency, on_page=on_page):
             yield apply_refund, record, record.created_at
 
 
-def _apply_order(session, shop_id: int, payload: dict):
-    return apply_order_payload(session, session.get(Shop, shop_id), payload)
+def _order_applier(shop: Shop) -> Callable:
+    """Apply order bodies for this shop (read once, not once per order)."""
+
+    def apply(session, _shop_id: int, payload: dict):
+        return apply_order_payload(session, shop, payload)
+
+    return apply
 
 
 @job_kind("woocommerce.sync", lease_seconds=1800)
@@ -226,8 +232,9 @@ def poll_checkout_drafts(ctx) -> None:
     since = _cursor(shop, "checkout_drafts")
     run_id = _draft_run(ctx, since)
     with keys_refused_guard(ctx):
+        apply = _order_applier(shop)
         done, newest = _apply_all(ctx, run_id, (
-            (_apply_order, payload, mapping.parse_gmt(payload.get("date_modified_gmt")))
+            (apply, payload, mapping.parse_gmt(payload.get("date_modified_gmt")))
             for payload in client.raw_orders_modified_since(since, statuses=("checkout-draft",))))
     with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="done", finished_at=utcnow()))
