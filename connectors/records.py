@@ -141,6 +141,7 @@ class StoreOrder:
     shipping_address: Address | None = None
     billing_address: Address | None = None
     lines: tuple[StoreOrderLine, ...] = ()
+    discount_codes: tuple[str, ...] = ()  # coupon codes applied, lowercase
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class StoreProduct:
     stock_quantity: int | None = None
     url: str | None = None
     image_url: str | None = None
+    purchasable: bool | None = None  # can be bought now (published, purchasable, not out of stock); None = unknown
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ class Parcel:
     length_cm: Decimal | None = None
     width_cm: Decimal | None = None
     height_cm: Decimal | None = None
+    template: str | None = None  # a courier's named size (InPost locker "small" | "medium" | "large")
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,10 @@ class ShipmentResult:
     tracking_numbers: tuple[str, ...]
     cost: Money | None = None
     raw: dict = field(default_factory=dict)
+    courier: str = ""  # registry name, e.g. "fancourier"
+    shipment_id: str | None = None  # the courier's own id when it differs from the tracking number (InPost)
+    parcel_numbers: tuple[str, ...] = ()  # per-parcel numbers when the courier gives them (Sameday <awb>001)
+    label: LabelDocument | None = None  # when the label came with the shipment (manual courier)
 
 
 @dataclass(frozen=True)
@@ -258,3 +265,5 @@ class TrackingResult:
     tracking_number: str
     status: ShipmentStatus
     events: tuple[TrackingEvent, ...] = ()
+    return_tracking_number: str | None = None  # the courier's return AWB once the parcel goes back
+    delivered_at: dt.datetime | None = None
