@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
     app.extensions["companion"] = runtime
 
+    from app.automations.api import automations_api
+    from app.messaging.web import messaging_public
     from app.shopify.admin import shopify_admin
     from app.shopify.install import shopify_install
     from app.shopify.webhooks import shopify_webhooks
@@ -33,12 +35,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.woocommerce.webhooks import woocommerce_webhooks
 
     app.register_blueprint(health)
+    app.register_blueprint(messaging_public)
     app.register_blueprint(shopify_install)
     app.register_blueprint(shopify_admin)
     app.register_blueprint(woocommerce_connect)
     app.register_blueprint(woocommerce_webhooks)
     app.register_blueprint(shopify_webhooks)
     app.register_blueprint(storefront)
+    app.register_blueprint(automations_api)
     _install_request_tracking(app)
     _install_json_errors(app)
     _install_session_teardown(app)

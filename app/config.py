@@ -85,6 +85,7 @@ class Settings:
     testing: bool = False
     redis_url: str | None = None
     storefront: "StorefrontSettings" = field(default_factory=lambda: StorefrontSettings())
+    messaging: "MessagingSettings" = field(default_factory=lambda: MessagingSettings())
 
     @property
     def is_sqlite(self) -> bool:
@@ -142,6 +143,7 @@ class Settings:
             testing=testing,
             redis_url=_redis_url(env),
             storefront=StorefrontSettings.from_env(env),
+            messaging=MessagingSettings.from_env(env),
         )
 
 
@@ -170,6 +172,62 @@ class StorefrontSettings:
             max_body_bytes=_int(env, "STOREFRONT_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             max_events_per_batch=_int(env, "STOREFRONT_MAX_EVENTS_PER_BATCH", 100, minimum=1),
             confirm_link_days=_int(env, "STOREFRONT_CONFIRM_LINK_DAYS", 14, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class MessagingSettings:
+    """The global email relay, Twilio account and web push identity; a shop may bring its own relay and sender."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_security: str = "none"
+    smtp_timeout: float = 10.0
+    email_from: str = "no-reply@localhost"
+    email_from_name: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_messaging_service_sid: str = ""
+    twilio_from_number: str = ""
+    twilio_api_base_url: str = ""  # tests only: a local fake of Twilio's REST API
+    twilio_timeout: float = 10.0
+    vapid_private_key: str = field(default="", repr=False)
+    vapid_subject: str = "mailto:no-reply@localhost"
+    push_timeout: float = 10.0
+    shop_sends_per_minute: int = 600
+
+    @classmethod
+    def from_env(cls, env: dict) -> "MessagingSettings":
+        email_from = env.get("EMAIL_FROM") or "no-reply@localhost"
+        if "@" not in email_from:
+            raise ConfigError(f"EMAIL_FROM={email_from!r} must be an email address")
+        if bool(env.get("TWILIO_ACCOUNT_SID")) != bool(env.get("TWILIO_AUTH_TOKEN")):
+            missing = "TWILIO_AUTH_TOKEN" if env.get("TWILIO_ACCOUNT_SID") else "TWILIO_ACCOUNT_SID"
+            raise ConfigError(f"{missing} is required when the other of TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN is set")
+        subject = env.get("VAPID_SUBJECT") or f"mailto:{email_from}"
+        if not subject.startswith(("mailto:", "https://")):
+            raise ConfigError(f"VAPID_SUBJECT={subject!r} must be a mailto: or https: URL")
+        return cls(
+            smtp_host=env.get("SMTP_HOST") or "127.0.0.1",
+            smtp_port=_int(env, "SMTP_PORT", 1025, minimum=1),
+            smtp_username=env.get("SMTP_USERNAME") or "",
+            smtp_password=env.get("SMTP_PASSWORD") or "",
+            smtp_security=_choice(env, "SMTP_SECURITY", "none", ("none", "starttls", "ssl")),
+            smtp_timeout=_float(env, "SMTP_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            email_from=email_from,
+            email_from_name=env.get("EMAIL_FROM_NAME") or "",
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or "",
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or "",
+            twilio_messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID") or "",
+            twilio_from_number=env.get("TWILIO_FROM_NUMBER") or "",
+            twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or "").rstrip("/"),
+            twilio_timeout=_float(env, "TWILIO_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            vapid_private_key=env.get("VAPID_PRIVATE_KEY") or "",
+            vapid_subject=subject,
+            push_timeout=_float(env, "PUSH_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            shop_sends_per_minute=_int(env, "MESSAGES_PER_SHOP_PER_MINUTE", 600, minimum=1),
         )
 
 

@@ -17,6 +17,11 @@ JOB_MODULES = [
     "app.woocommerce.sync",
     "app.woocommerce.writeback",
     "app.woocommerce.scans",
+    "app.automations.detection",
+    "app.automations.engine",
+    "app.automations.birthdays",
+    "app.messaging.send",
+    "app.messaging.double_opt_in",
 ]
 
 

@@ -1,4 +1,5 @@
 """All models, importable from one place so the metadata is complete for migrations."""
+from app.models.automations import ApiToken, AutomationDecision, Signal
 from app.models.base import Base, TenantScoped, utcnow
 from app.models.commerce import Cart, CartLine, Customer, Order, OrderLine, Product
 from app.models.events import InboundEvent
@@ -15,5 +16,6 @@ __all__ = [
     "InboundEvent", "Job", "JobKindThrottle", "ClockLease", "Flow", "FlowVersion", "FlowRun", "Segment", "Tag",
     "CustomerTag", "Message", "DeliveryAttempt", "Consent", "Suppression", "PushSubscription", "Coupon",
     "Shipment", "TrackingEvent", "LabelBatch", "OAuthState", "SyncRun", "ReturnRequest", "DataExport",
+    "Signal", "AutomationDecision", "ApiToken",
     "StorefrontVisitor", "StorefrontEvent", "DoubleOptIn", "PushOptIn", "RateLimitCounter",
 ]

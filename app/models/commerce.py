@@ -9,7 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdType, TenantScoped, tenant_fk, utcnow
 
-CART_STATUSES = ("active", "abandoned", "recovered", "converted", "lost")
+# idle: past the abandonment threshold but not ours to remind (no address, another sender); new activity reactivates it
+CART_STATUSES = ("active", "abandoned", "recovered", "converted", "lost", "idle")
 
 
 class Customer(TenantScoped, Base):
@@ -19,6 +20,7 @@ class Customer(TenantScoped, Base):
         UniqueConstraint("shop_id", "platform_id"),
         Index("ix_customers_shop_email", "shop_id", "email"),
         Index("ix_customers_shop_phone", "shop_id", "phone"),
+        Index("ix_customers_birthday", "birthday"),  # the birthday scan looks up exact dates across years
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

@@ -21,6 +21,10 @@ class Message(TenantScoped, Base):
         tenant_fk("customer_id", "customers"),
         tenant_fk("flow_run_id", "flow_runs"),
         Index("ix_messages_status_due_at", "status", "due_at"),
+        # The send gates' per-recipient look-ups (frequency cap, priority) and Twilio callbacks by SID.
+        Index("ix_messages_shop_channel_recipient", "shop_id", "channel", "recipient"),
+        Index("ix_messages_shop_customer_channel", "shop_id", "customer_id", "channel"),
+        Index("ix_messages_shop_provider_message_id", "shop_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

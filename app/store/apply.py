@@ -18,6 +18,7 @@ from connectors.records import (
     StoreRefund,
 )
 from app.models import Cart, CartLine, Consent, Customer, Order, OrderLine, Product, ReturnRequest, utcnow
+from app.automations import signals
 
 
 def is_stale(held: dt.datetime | None, incoming: dt.datetime | None) -> bool:
@@ -55,6 +56,7 @@ def apply_customer(session: Session, shop_id: int, record: StoreCustomer) -> Cus
     customer = _row_to_update(session, Customer, shop_id, Customer.platform_id, record.platform_id, record.updated_at)
     if customer is None:
         return None
+    existed = customer.id is not None
     customer.email = record.email.lower() if record.email else None
     customer.phone = record.phone
     customer.first_name, customer.last_name = record.first_name, record.last_name
@@ -64,6 +66,7 @@ def apply_customer(session: Session, shop_id: int, record: StoreCustomer) -> Cus
         customer.total_spent, customer.currency = record.total_spent.amount, record.total_spent.currency
     customer.platform_updated_at = record.updated_at
     session.flush()
+    signals.note_customer(session, shop_id, customer, existed)
     for consent in record.consents:
         record_platform_consent(session, shop_id, customer.id, consent)
     return customer
@@ -79,11 +82,13 @@ def record_platform_consent(session: Session, shop_id: int, customer_id: int, co
         return False
     if newest is not None and consent.updated_at is not None and consent.updated_at < newest.recorded_at:
         return False
-    session.add(Consent(
+    row = Consent(
         shop_id=shop_id, customer_id=customer_id, channel=consent.channel, state=consent.state,
         source=f"platform:{consent.source or 'unknown'}"[:32],
         form_text_version=consent.opt_in_level, recorded_at=consent.updated_at or utcnow(),
-    ))
+    )
+    session.add(row)
+    signals.note_consent(session, shop_id, row)
     return True
 
 
@@ -93,6 +98,7 @@ def apply_order(session: Session, shop_id: int, record: StoreOrder) -> Order | N
                            currency=record.currency)
     if order is None:
         return None
+    before = signals.order_state(order)
     customer = customer_by_platform_id(session, shop_id, record.customer_platform_id)
     order.customer_id = customer.id if customer else None
     order.number = record.number
@@ -120,6 +126,7 @@ def apply_order(session: Session, shop_id: int, record: StoreOrder) -> Order | N
             unit_price=line.unit_price.amount, total=line.total.amount,
         ))
     _mark_cart_converted(session, shop_id, order)
+    signals.note_order(session, shop_id, order, before)
     return order
 
 
@@ -143,6 +150,7 @@ def apply_cart(session: Session, shop_id: int, record: StoreCart) -> Cart | None
     cart = _row_to_update(session, Cart, shop_id, Cart.platform_token, record.token, record.updated_at, currency=record.currency)
     if cart is None:
         return None
+    before = signals.cart_state(cart)
     customer = customer_by_platform_id(session, shop_id, record.customer_platform_id)
     cart.customer_id = customer.id if customer else cart.customer_id
     cart.email = record.email.lower() if record.email else cart.email
@@ -161,6 +169,7 @@ def apply_cart(session: Session, shop_id: int, record: StoreCart) -> Cart | None
             sku=line.sku, name=line.name, quantity=line.quantity, unit_price=line.unit_price.amount,
             image_url=line.image_url, product_url=line.product_url,
         ))
+    signals.note_cart(session, shop_id, cart, before)
     return cart
 
 
@@ -186,6 +195,8 @@ def apply_refund(session: Session, shop_id: int, record: StoreRefund) -> Order |
     refunded_all = record.amount.amount >= order.total
     order.financial_status = "refunded" if refunded_all else "partially_refunded"
     session.flush()
+    signals.note_refund(session, shop_id, order, record.platform_id, record.amount.amount, record.amount.currency,
+                        record.created_at)
     return order
 
 
@@ -194,6 +205,7 @@ def apply_return(session: Session, shop_id: int, platform_id: str, order_platfor
     held = _row_to_update(session, ReturnRequest, shop_id, ReturnRequest.platform_id, platform_id, updated_at)
     if held is None:
         return None
+    existed = held.id is not None
     order = None
     if order_platform_id:
         order = session.scalars(select(Order).where(Order.shop_id == shop_id, Order.platform_id == order_platform_id)).first()
@@ -202,4 +214,5 @@ def apply_return(session: Session, shop_id: int, platform_id: str, order_platfor
     held.status = status
     held.platform_updated_at = updated_at
     session.flush()
+    signals.note_return(session, shop_id, held, existed)
     return held

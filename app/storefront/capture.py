@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from connectors.records import StoreCart
-from app.models import Cart, Customer, StorefrontEvent, StorefrontVisitor, utcnow
+from app.models import Cart, Customer, Order, StorefrontEvent, StorefrontVisitor, utcnow
 from app.models.storefront import STOREFRONT_EVENT_KINDS
-from app.store.apply import apply_cart
+from app.store.apply import apply_cart, cart_status_after_purchase
 from app.storefront import validation as v
 
 events_table = StorefrontEvent.__table__
+# Carts still open to the shopper ("idle": past the threshold, not ours to remind; new activity reopens it).
+OPEN_CART_STATUSES = ("active", "abandoned", "idle")
 CLOCK_SKEW = dt.timedelta(days=1)
 
 
@@ -23,7 +26,7 @@ def parse_events(raw_events: list, visitor_id: str, now: dt.datetime) -> tuple[l
         try:
             rows.append(_event_row(event, index, visitor_id, now))
         except v.InvalidField as exc:
-            problems.append({"index": index, "field": exc.field, "message": exc.message})
+            problems.append({"index": index, "field": exc.field, "message": exc.expected})
     return rows, problems
 
 
@@ -69,9 +72,10 @@ def _event_row(event, index: int, visitor_id: str, now: dt.datetime) -> dict:
                 occurred_at=occurred, received_at=now)
 
 
-def store_events(session: Session, shop_id: int, rows: list[dict]) -> int:
+def store_events(conn: Connection, shop_id: int, rows: list[dict]) -> int:
+    """Insert a batch on a plain connection: every row carries its shop_id, so no tenant context is involved."""
     if rows:
-        session.execute(insert(events_table), [{**row, "shop_id": shop_id} for row in rows])
+        conn.execute(insert(events_table), [{**row, "shop_id": shop_id} for row in rows])
     return len(rows)
 
 
@@ -106,14 +110,28 @@ def link_contact(session: Session, shop_id: int, visitor_id: str, email: str | N
     seen = visitor(session, shop_id, visitor_id)
     seen.customer_id = customer.id
     seen.contact_at = utcnow()
-    for cart in session.scalars(select(Cart).where(Cart.visitor_id == visitor_id, Cart.status.in_(("active", "abandoned")))):
+    for cart in session.scalars(select(Cart).where(Cart.visitor_id == visitor_id, Cart.status.in_(OPEN_CART_STATUSES))):
         cart.customer_id = customer.id
         cart.email = email or cart.email
         cart.phone = phone or cart.phone
 
 
+SNIPPET_TOKEN_PREFIX = "sc-"
+
+
+def _open_snippet_cart_token(session: Session, visitor_id: str, base: str) -> str:
+    """A browser's carts that have no platform id are numbered: once one is bought, the next cart is a new row."""
+    held = session.scalars(select(Cart).where(Cart.visitor_id == visitor_id, Cart.platform_token.startswith(base, autoescape=True))
+                           .order_by(Cart.id.desc())).all()
+    if not held or held[0].status in OPEN_CART_STATUSES:
+        return held[0].platform_token if held else base
+    return f"{base}-{len(held) + 1}"
+
+
 def sync_cart(session: Session, shop_id: int, visitor_id: str, record: StoreCart) -> Cart | None:
     """Store the visitor's cart through the same newer-wins path as platform carts."""
+    if record.token.startswith(SNIPPET_TOKEN_PREFIX):
+        record = replace(record, token=_open_snippet_cart_token(session, visitor_id, record.token))
     held = session.scalars(select(Cart).where(Cart.platform_token == record.token)).first()
     if held is None and not record.lines:
         return None  # an empty cart we never saw is nothing to recover
@@ -130,3 +148,16 @@ def sync_cart(session: Session, shop_id: int, visitor_id: str, record: StoreCart
         cart.email = cart.email or (customer.email if customer else None)
         cart.phone = cart.phone or (customer.phone if customer else None)
     return cart
+
+
+def complete_carts(session: Session, visitor_id: str, order_platform_id: str) -> int:
+    """The visitor reached the shop's order-received page: their open carts were bought, not abandoned.
+
+    The order itself arrives by webhook or polling; when it is already here, the cart points at it.
+    """
+    order = session.scalars(select(Order).where(Order.platform_id == order_platform_id)).first()
+    carts = session.scalars(select(Cart).where(Cart.visitor_id == visitor_id, Cart.status.in_(OPEN_CART_STATUSES))).all()
+    for cart in carts:
+        cart.status = cart_status_after_purchase(cart)
+        cart.recovered_order_id = order.id if order is not None else cart.recovered_order_id
+    return len(carts)

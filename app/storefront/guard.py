@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
 from flask import current_app, request
-from sqlalchemy import select
+from sqlalchemy import Connection, select, text
 
 from app.models import Shop
 from app.storefront import ratelimit
 
+log = logging.getLogger(__name__)
 SHOP_CACHE_SECONDS = 30
 ACCEPTING_STATUSES = ("connecting", "active", "needs_reauth")
+T = TypeVar("T")
 
 
 class Rejected(Exception):
@@ -180,16 +184,67 @@ def _redis():
     return client
 
 
-def enforce_rate_limits(shop: StorefrontShop, visitor_id: str | None) -> None:
-    """Count this request per IP and per visitor; refuse with 429 and Retry-After once either is over its limit."""
+def rate_limit_refusal(shop: StorefrontShop, visitor_id: str | None, conn) -> Rejected | None:
+    """Count this request per IP and per visitor on `conn` (or Redis); the refusal to raise once either is over its limit.
+
+    Returned, not raised, so the caller can commit the counts before refusing.
+    """
     limits = runtime().settings.storefront
     keys = {f"ip:{client_ip()}": limits.ip_requests_per_minute}
     if visitor_id:
         keys[f"v:{shop.id}:{visitor_id}"] = limits.visitor_requests_per_minute
-    counts = ratelimit.count_hits(runtime().engine, list(keys), _redis())
+    client = _redis()
+    try:
+        counts = ratelimit.count_hits(conn, list(keys), client)
+    except Exception as exc:  # noqa: BLE001 - only Redis errors get here; the database's propagate below
+        if client is None:
+            raise
+        # Redis down: the storefront keeps working unlimited rather than refusing every shopper.
+        log.warning("storefront rate limits skipped: Redis failed", extra={"error": type(exc).__name__})
+        return None
     for key, limit in keys.items():
         if counts.get(key, 0) > limit:
             who = "this visitor" if key.startswith("v:") else "this IP address"
             retry = ratelimit.WINDOW_SECONDS - int(time.time()) % ratelimit.WINDOW_SECONDS
-            raise Rejected(429, "rate_limited", f"too many requests from {who}: the limit is {limit} a minute",
-                           headers={"Retry-After": str(retry)})
+            return Rejected(429, "rate_limited", f"too many requests from {who}: the limit is {limit} a minute",
+                            headers={"Retry-After": str(retry)})
+    return None
+
+
+def _count_alone(shop: StorefrontShop, visitor_id: str | None) -> None:
+    if _redis() is not None:
+        refusal = rate_limit_refusal(shop, visitor_id, None)
+    else:
+        engine = runtime().engine
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # A counter lost in a crash costs nothing; not waiting for the WAL flush keeps the busy IP's
+                # counter row locked for microseconds, not for a disk write.
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            refusal = rate_limit_refusal(shop, visitor_id, conn)
+    if refusal is not None:
+        raise refusal
+
+
+def enforce_rate_limits(shop: StorefrontShop, visitor_id: str | None) -> None:
+    """Count this request in its own short transaction and refuse it with 429 when over a limit."""
+    _count_alone(shop, visitor_id)
+
+
+def within_rate_limits(shop: StorefrontShop, visitor_id: str | None, work: Callable[[Connection], T]) -> T:
+    """Count the request and, unless it is over a limit, run `work(conn)`: one transaction, one commit.
+
+    The counts commit even when the request is refused. On PostgreSQL the busy IP's counter row stays
+    locked until that commit; measured on loopback, one transaction still beats a separate, asynchronously
+    committed count (fewer round trips), and real traffic spreads over many IPs.
+    """
+    if _redis() is not None:
+        _count_alone(shop, visitor_id)
+        with runtime().engine.begin() as conn:
+            return work(conn)
+    with runtime().engine.begin() as conn:
+        refusal = rate_limit_refusal(shop, visitor_id, conn)
+        result = None if refusal is not None else work(conn)
+    if refusal is not None:
+        raise refusal
+    return result

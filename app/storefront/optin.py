@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.automations import signals
 from app.config import Settings
 from app.jobs import registry
 from app.jobs.queue import enqueue
@@ -70,6 +71,20 @@ def newest_consent(session: Session, customer_id: int, channel: str) -> Consent 
     ).first()
 
 
+def form_problem(storefront_settings: dict, form_id: str, form_text_version: str) -> str | None:
+    """Why a sign-up cannot be taken for this form: `unknown_form`, `consent_text_changed`, or None.
+
+    The visitor must have seen the form's current consent wording; an older page left open gets a 409
+    and the snippet's next config fetch shows the new wording.
+    """
+    forms = {f.get("id"): f for f in storefront_settings.get("forms") or [] if isinstance(f, dict)}
+    if form_id not in forms:
+        return "unknown_form"
+    if forms[form_id].get("consent_version") != form_text_version:
+        return "consent_text_changed"
+    return None
+
+
 def request_sign_up(session: Session, shop_id: int, *, email: str, form_id: str, form_text_version: str, locale: str,
                     visitor_id: str | None, proof: Proof) -> DoubleOptIn | None:
     """Record a pending email consent and the confirmation to send; None when nothing new is needed.
@@ -94,7 +109,7 @@ def request_sign_up(session: Session, shop_id: int, *, email: str, form_id: str,
                       source=f"storefront:{form_id}"[:32], form_text_version=form_text_version,
                       ip_address=proof.ip_address, user_agent=proof.user_agent, recorded_at=now)
     session.add(consent)
-    session.flush()
+    signals.note_consent(session, shop_id, consent)
     row = DoubleOptIn(shop_id=shop_id, customer_id=customer.id, consent_id=consent.id, channel="email",
                       nonce=secrets.token_hex(16), form_id=form_id, form_text_version=form_text_version,
                       locale=locale, visitor_id=visitor_id, status="unsent", requested_at=now,
@@ -116,9 +131,11 @@ def confirm_sign_up(session: Session, row_id: int, nonce: str, proof: Proof) -> 
     if row is None or row.confirmed_at is not None:
         return row
     now = utcnow()
-    session.add(Consent(shop_id=row.shop_id, customer_id=row.customer_id, channel=row.channel, state="granted",
-                        source="storefront:double_opt_in", form_text_version=row.form_text_version,
-                        ip_address=proof.ip_address, user_agent=proof.user_agent, recorded_at=now))
+    granted = Consent(shop_id=row.shop_id, customer_id=row.customer_id, channel=row.channel, state="granted",
+                      source="storefront:double_opt_in", form_text_version=row.form_text_version,
+                      ip_address=proof.ip_address, user_agent=proof.user_agent, recorded_at=now)
+    session.add(granted)
+    signals.note_consent(session, row.shop_id, granted)
     row.confirmed_at, row.status = now, "confirmed"
     return row
 

@@ -16,7 +16,7 @@ COUNTRY_CODES = {"pl": ("48", 9), "ro": ("40", 9)}
 class InvalidField(Rejected):
     def __init__(self, field: str, expected: str):
         super().__init__(400, "invalid_field", f"{field}: {expected}")
-        self.field = field
+        self.field, self.expected = field, expected
 
 
 def visitor_id(body: dict, field: str = "visitor_id", required: bool = True) -> str | None:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from flask import Blueprint, Response, g, jsonify, make_response, request
+from flask import Blueprint, Response, current_app, g, jsonify, make_response, request
 from markupsafe import escape
 from sqlalchemy import select
 
@@ -27,7 +27,9 @@ from app.storefront.guard import (
     runtime,
     shop_for_key,
     user_agent,
+    within_rate_limits,
 )
+from app.storefront.minify import minify_js, rename_locals
 from app.storefront.texts import CONFIRM_PAGE, FORM_TEXTS, PUSH_TEXTS, localised
 from app.tenancy import shop_context
 
@@ -36,10 +38,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 class _Asset:
-    """A static script read once per process, with its content version and a gzip copy."""
+    """A static script read and minified once per process, with its content version and a gzip copy."""
 
     def __init__(self, name: str):
-        self.body = (STATIC / name).read_bytes()
+        # Served minified; the readable source stays the one in static/.
+        self.body = rename_locals(minify_js((STATIC / name).read_text(encoding="utf-8"))).encode("utf-8")
         self.gzipped = gzip.compress(self.body, 9, mtime=0)
         self.version = hashlib.sha256(self.body).hexdigest()[:12]
 
@@ -81,6 +84,8 @@ def public_endpoint(view):
     def wrapper(*args, **kwargs):
         shop = shop_for_key(request.args.get("k"))
         g.storefront_origin = require_origin(shop)
+        if request.method == "OPTIONS":
+            return Response(status=204, headers=cors_headers(g.storefront_origin, preflight=True))
         response = make_response(view(shop, *args, **kwargs))
         response.headers.update(cors_headers(g.storefront_origin))
         response.headers["Cache-Control"] = "no-store"
@@ -133,15 +138,6 @@ def app_proxy(subpath: str):
 
 # --- public endpoints -------------------------------------------------------------------------------
 
-@storefront.route("/<path:_any>", methods=["OPTIONS"])
-def preflight(_any: str):
-    shop = shop_for_key(request.args.get("k"))
-    origin = allowed_origin(shop, request.headers.get("Origin"))
-    if origin is None:
-        raise Rejected(403, "origin_not_allowed", f"Origin {(request.headers.get('Origin') or 'none')[:100]} is not one of this shop's domains")
-    return Response(status=204, headers=cors_headers(origin, preflight=True))
-
-
 @storefront.get("/config")
 def config():
     """What the snippet needs to know about the shop: platform, forms with their wording, push, privacy choices."""
@@ -156,14 +152,16 @@ def config():
             forms.append({
                 "id": form["id"], "type": form.get("type", "embedded"),
                 "delay_seconds": form.get("delay_seconds", 15), "frequency_days": form.get("frequency_days", 7),
+                "arm_seconds": form.get("arm_seconds", 3),
                 "consent_version": form["consent_version"], "texts": localised(FORM_TEXTS, form.get("texts"), locale),
             })
     push = settings.get("push") if isinstance(settings.get("push"), dict) else {}
+    vapid_key = push.get("vapid_public_key") or (_installation_vapid_key() if push.get("enabled") else None)
     body = {
         "platform": shop.platform, "locale": locale, "forms": forms,
         "honor_dnt": bool(settings.get("honor_dnt")), "require_consent": bool(settings.get("require_consent")),
-        "push": None if not push.get("enabled") or not push.get("vapid_public_key") else {
-            "vapid_public_key": push["vapid_public_key"], "consent_version": push.get("consent_version", "push-1"),
+        "push": None if not push.get("enabled") or not vapid_key else {
+            "vapid_public_key": vapid_key, "consent_version": push.get("consent_version", "push-1"),
             "delay_seconds": push.get("delay_seconds", 10), "sw_path": push.get("sw_path"),
             "texts": localised(PUSH_TEXTS, push.get("texts"), locale),
         },
@@ -176,30 +174,44 @@ def config():
     return response
 
 
-@storefront.post("/events")
+def _installation_vapid_key() -> str | None:
+    """The public half of the VAPID key the push notifier signs with (app/notifiers/push.py), read once per process."""
+    cache = current_app.extensions.setdefault("storefront_vapid", {})
+    if "key" not in cache:
+        from app.notifiers.push import application_server_key, load_or_create_vapid_key
+
+        settings = runtime().settings
+        cache["key"] = application_server_key(load_or_create_vapid_key(settings.instance_dir, settings.messaging.vapid_private_key))
+    return cache["key"]
+
+
+@storefront.route("/events", methods=["POST", "OPTIONS"])
 @public_endpoint
 def events(shop):
     """A batch of page views, product views and add-to-carts; good events are stored even beside bad ones."""
     body = read_json_body()
     visitor_id = v.visitor_id(body)
-    enforce_rate_limits(shop, visitor_id)
     raw_events = v.items(body, "events", runtime().settings.storefront.max_events_per_batch)
     now = capture.utcnow()
     rows, problems = capture.parse_events(raw_events, visitor_id, now)
     if problems and not rows:
-        raise Rejected(400, "invalid_events", "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5]))
-    with runtime().sessions.begin() as session, shop_context(shop.id):
-        stored = capture.store_events(session, shop.id, rows)
+        raise Rejected(400, "invalid_events", "no event was valid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5]))
+    stored = within_rate_limits(shop, visitor_id, lambda conn: capture.store_events(conn, shop.id, rows))
     return _accepted(stored=stored, rejected=problems)
 
 
-@storefront.post("/cart")
+@storefront.route("/cart", methods=["POST", "OPTIONS"])
 @public_endpoint
 def cart(shop):
-    """The visitor's cart as the platform's storefront API returned it."""
+    """The visitor's cart as the platform's storefront API returned it; or, with `order_id`, that it was bought."""
     body = read_json_body()
     visitor_id = v.visitor_id(body)
     enforce_rate_limits(shop, visitor_id)
+    order_id = v.identifier(body, "order_id")
+    if order_id is not None:
+        with runtime().sessions.begin() as session, shop_context(shop.id):
+            capture.complete_carts(session, visitor_id, order_id)
+        return _accepted(recovery_url=None)
     record = storefront_cart(shop.platform, v.obj(body, "cart"), g.storefront_origin, visitor_id)
     with runtime().sessions.begin() as session, shop_context(shop.id):
         held = capture.sync_cart(session, shop.id, visitor_id, record)
@@ -207,7 +219,7 @@ def cart(shop):
     return _accepted(recovery_url=recovery_url)
 
 
-@storefront.post("/contact")
+@storefront.route("/contact", methods=["POST", "OPTIONS"])
 @public_endpoint
 def contact(shop):
     """An email or phone typed at checkout: the visitor (and their cart) now has a contact."""
@@ -222,7 +234,7 @@ def contact(shop):
     return _accepted()
 
 
-@storefront.post("/signup")
+@storefront.route("/signup", methods=["POST", "OPTIONS"])
 @public_endpoint
 def signup(shop):
     """A sign-up form: a pending consent and a confirmation to send. The answer never says whether the address is known."""
@@ -234,10 +246,10 @@ def signup(shop):
     version = v.version(body, "consent_text_version")
     if body.get("consent") is not True:
         raise v.InvalidField("consent", "must be true: the visitor ticked the consent box")
-    forms = {f.get("id"): f for f in shop.storefront.get("forms") or [] if isinstance(f, dict)}
-    if form_id not in forms:
+    problem = optin.form_problem(shop.storefront, form_id, version)
+    if problem == "unknown_form":
         raise v.InvalidField("form_id", f"no form {form_id!r} is set up for this shop")
-    if forms[form_id].get("consent_version") != version:
+    if problem == "consent_text_changed":
         raise Rejected(409, "consent_text_changed",
                        f"consent_text_version {version!r} is not the current wording of form {form_id!r}; reload the form")
     locale = v.locale(body, shop.locale)
@@ -276,10 +288,13 @@ def _confirm_page(locale: str, outcome: str, status: int):
     return response
 
 
-@storefront.post("/push-subscription")
+@storefront.route("/push-subscription", methods=["POST", "DELETE", "OPTIONS"])
 @public_endpoint
-def push_subscribe(shop):
-    """A browser push subscription, stored with the consent wording the visitor accepted in the soft prompt."""
+def push_subscription(shop):
+    """POST: a browser push subscription, stored with the consent wording the visitor accepted in the soft prompt.
+    DELETE: the browser no longer holds it; answered the same whether or not we knew it."""
+    if request.method == "DELETE":
+        return _push_unsubscribe(shop)
     body = read_json_body()
     visitor_id = v.visitor_id(body)
     enforce_rate_limits(shop, visitor_id)
@@ -297,10 +312,7 @@ def push_subscribe(shop):
     return _accepted()
 
 
-@storefront.delete("/push-subscription")
-@public_endpoint
-def push_unsubscribe(shop):
-    """The browser no longer holds this subscription; answered the same whether or not we knew it."""
+def _push_unsubscribe(shop):
     body = read_json_body()
     visitor_id = v.visitor_id(body)
     enforce_rate_limits(shop, visitor_id)

@@ -16,7 +16,7 @@
   var API = src.origin + "/s";
   var KEY = script.getAttribute("data-key") || src.searchParams.get("k");
   if (!KEY) return;
-  var S = w.StoreCompanion = w.StoreCompanion && typeof w.StoreCompanion === "object" ? w.StoreCompanion : {};
+  var S = w.StoreCompanion = w.StoreCompanion || {};
   var fetch0 = w.fetch;
   var EMAIL = /^[^@\s"<>(),;:]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/;
   var DAY = 864e5;
@@ -29,12 +29,17 @@
   function endpoint(path) { return API + path + "?k=" + encodeURIComponent(KEY); }
   function newId() {
     var a = new Uint8Array(16), s = "";
-    (w.crypto || w.msCrypto).getRandomValues(a);
+    w.crypto.getRandomValues(a);
     for (var i = 0; i < a.length; i++) s += ("0" + a[i].toString(16)).slice(-2);
     return s;
   }
+  // The anonymous visitor id is stored only once tracking is allowed, and forgotten when consent is withdrawn.
   var visitor = get("vid");
-  if (!visitor || !/^[A-Za-z0-9_-]{16,64}$/.test(visitor)) { visitor = newId(); set("vid", visitor); }
+  if (visitor && !/^[A-Za-z0-9_-]{16,64}$/.test(visitor)) visitor = null;
+  function ensureVisitor() {
+    if (!visitor) { visitor = newId(); set("vid", visitor); }
+    return visitor;
+  }
 
   // --- privacy: the banner's choice, then the shop's Do Not Track / Global Privacy Control setting ----------
   var consent = get("consent");
@@ -49,7 +54,15 @@
   S.consent = g(function (granted) {
     consent = granted ? "1" : "0";
     set("consent", consent);
-    if (granted) { start(); } else { queue.length = 0; }
+    if (granted) {
+      if (cfg) { ensureVisitor(); start(); }
+    } else {
+      queue.length = 0;
+      visitor = null;
+      set("vid", null);
+      set("cart_q", null);
+      set("cart_sig", null);
+    }
   });
   S.visitorId = function () { return visitor; };
 
@@ -66,8 +79,18 @@
     } catch (e) { return Promise.resolve(null); }
   }
   function flush() {
-    if (!queue.length || !allowed()) return;
-    var body = JSON.stringify({ visitor_id: visitor, events: queue.splice(0, 50) });
+    if (!queue.length || !allowed() || !visitor) return;
+    // Batches stay well under sendBeacon's 64 KB and the service's body cap; an event too big alone is dropped.
+    var batch = [], size = 0, one;
+    while (queue.length && batch.length < 50) {
+      one = JSON.stringify(queue[0]).length;
+      if (one > 40000) { queue.shift(); continue; }
+      if (size + one > 40000) break;
+      batch.push(queue.shift());
+      size += one + 1;
+    }
+    if (!batch.length) return;
+    var body = JSON.stringify({ visitor_id: visitor, events: batch });
     var sent = false;
     try { sent = navigator.sendBeacon && navigator.sendBeacon(endpoint("/events"), body); } catch (e) { sent = false; }
     if (!sent && fetch0) { try { fetch0.call(w, endpoint("/events"), { method: "POST", body: body, keepalive: true, credentials: "omit" }).catch(noop); } catch (e) { noop(); } }
@@ -103,28 +126,30 @@
     if (platform === "shopify") return ((w.Shopify && w.Shopify.routes && w.Shopify.routes.root) || "/") + "cart.js";
     return "/wp-json/wc/store/v1/cart";
   }
+  function pick(o, keys) {
+    var r = {}, i;
+    for (i = 0; o && i < keys.length; i++) if (o[keys[i]] != null) r[keys[i]] = o[keys[i]];
+    return r;
+  }
   function slimCart(c) {
-    var items = c.items || [], out = [], i, it;
-    if (platform === "shopify") {
-      for (i = 0; i < items.length; i++) {
-        it = items[i];
-        out.push({ id: it.id, variant_id: it.variant_id, product_id: it.product_id, sku: it.sku || null, title: it.product_title || it.title,
-          quantity: it.quantity, price: it.final_price != null ? it.final_price : it.price, url: it.url || null, image: it.image || null });
-      }
-      return { token: c.token, currency: c.currency, total_price: c.total_price, items: out };
-    }
+    var items = c.items || [], out = [], i, it, line;
     for (i = 0; i < items.length; i++) {
       it = items[i];
-      out.push({ id: it.id, quantity: it.quantity, name: it.name, sku: it.sku || null, permalink: it.permalink || null,
-        prices: it.prices ? { price: it.prices.price, currency_minor_unit: it.prices.currency_minor_unit } : {},
-        images: it.images && it.images[0] ? [{ src: it.images[0].src }] : [] });
+      if (platform === "shopify") {
+        out.push(pick(it, ["id", "variant_id", "product_id", "sku", "product_title", "title", "quantity", "price", "final_price", "url", "image"]));
+      } else {
+        line = pick(it, ["id", "quantity", "name", "sku", "permalink"]);
+        line.prices = pick(it.prices, ["price", "currency_minor_unit"]);
+        line.images = it.images && it.images[0] ? [{ src: it.images[0].src }] : [];
+        out.push(line);
+      }
     }
-    var t = c.totals || {}, b = c.billing_address || {};
-    return { totals: { total_price: t.total_price, currency_code: t.currency_code, currency_minor_unit: t.currency_minor_unit },
-      items: out, billing_address: b.email ? { email: b.email } : {} };
+    if (platform === "shopify") return { token: c.token, currency: c.currency, total_price: c.total_price, items: out };
+    var b = c.billing_address || {};
+    return { totals: pick(c.totals, ["total_price", "currency_code", "currency_minor_unit"]), items: out, billing_address: b.email ? { email: b.email } : {} };
   }
   function readCart() {
-    if (!allowed() || !fetch0) return;
+    if (!allowed() || !fetch0 || !visitor) return;
     fetch0.call(w, cartUrl(), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(g(function (c) {
@@ -138,7 +163,8 @@
           after[key] = q;
           if (had !== null && q > (before[key] || 0)) {
             track("add_to_cart", { product_id: String(it.product_id || it.id), variant_id: it.variant_id ? String(it.variant_id) : null,
-              quantity: q - (before[key] || 0), title: it.title || it.name, price: typeof it.price === "number" ? it.price : null });
+              quantity: q - (before[key] || 0), title: it.product_title || it.title || it.name,
+              price: typeof it.final_price === "number" ? it.final_price : typeof it.price === "number" ? it.price : null });
           }
         }
         set("cart_q", JSON.stringify(after));
@@ -176,7 +202,7 @@
   }
   function onBlur(e) {
     var t = e.target;
-    if (!t || t.tagName !== "INPUT" || !allowed() || !atCheckout()) return;
+    if (!t || t.tagName !== "INPUT" || !allowed() || !visitor || !atCheckout()) return;
     var type = (t.type || "").toLowerCase(), hint = (t.name + " " + t.id + " " + (t.autocomplete || "")).toLowerCase();
     var value = (t.value || "").trim(), body = { visitor_id: visitor };
     if (!value) return;
@@ -193,18 +219,18 @@
   }
 
   // --- sign-up forms: embedded, timed pop-up, exit-intent pop-up --------------------------------------------
-  var CSS = ".sc-ov{position:fixed;inset:0;background:rgba(0,0,0,.5);display:flex;align-items:center;justify-content:center;z-index:2147483000}" +
-    ".sc-box{background:#fff;color:#222;max-width:26rem;width:calc(100% - 2rem);padding:1.5rem;border-radius:8px;position:relative;font:16px/1.4 system-ui,sans-serif;box-sizing:border-box}" +
-    ".sc-box h2{margin:0 0 .5rem;font-size:1.3rem}.sc-box label{display:block;margin:.5rem 0 .25rem}.sc-box input[type=email]{width:100%;padding:.5rem;box-sizing:border-box;font:inherit}" +
-    ".sc-c{display:flex;gap:.5rem;align-items:flex-start;font-size:.85rem}.sc-c label{margin:0}.sc-box button{font:inherit;cursor:pointer}" +
-    ".sc-go{margin-top:.75rem;padding:.6rem 1rem;background:#222;color:#fff;border:0;border-radius:4px}.sc-x{position:absolute;top:.5rem;right:.5rem;background:none;border:0;font-size:1.4rem;line-height:1}" +
-    ".sc-m{min-height:1.2em;font-size:.9rem;margin:.5rem 0 0}.sc-push{position:fixed;left:1rem;bottom:1rem;z-index:2147483000;max-width:22rem}";
+  var CSS = ".sc-ov{position:fixed;inset:0;background:#0008;display:flex;align-items:center;justify-content:center;z-index:2147483000}" +
+    ".sc-box{background:#fff;color:#222;max-width:26rem;width:90%;padding:1.5rem;border-radius:8px;position:relative;font:16px/1.4 system-ui,sans-serif;box-sizing:border-box}" +
+    ".sc-box h2{margin:0 0 .5rem}.sc-box label{display:block;margin:.5rem 0 .25rem}.sc-box input[type=email]{width:100%;padding:.5rem;font:inherit}" +
+    ".sc-c{display:flex;gap:.5rem;font-size:.85rem}.sc-go{margin-top:.75rem;padding:.6rem 1rem;background:#222;color:#fff;border:0;border-radius:4px;font:inherit}" +
+    ".sc-x{position:absolute;top:.5rem;right:.5rem;background:none;border:0;font-size:1.4rem}.sc-m{min-height:1.2em;font-size:.9rem}.sc-push{position:fixed;left:1rem;bottom:1rem;z-index:2147483000;max-width:22rem}";
   function styles() {
     if (d.getElementById("sc-css")) return;
     var s = el("style", { id: "sc-css" });
     s.textContent = CSS;
-    d.head.appendChild(s);
+    add(d.head, s);
   }
+  function add(parent, child) { parent.appendChild(child); return child; }
   function el(tag, attrs, txt) {
     var e = d.createElement(tag), k;
     for (k in attrs) e.setAttribute(k, attrs[k]);
@@ -222,29 +248,29 @@
     var input = el("input", { id: id + "-e", type: "email", name: "email", autocomplete: "email", required: "" });
     var check = el("input", { id: id + "-c", type: "checkbox", name: "consent", required: "" });
     var msg = el("p", { "class": "sc-m", role: "status", "aria-live": "polite" });
-    var consentRow = el("div", { "class": "sc-c" });
-    consentRow.appendChild(check);
-    consentRow.appendChild(el("label", { "for": id + "-c", "data-consent-version": f.consent_version }, t.consent));
-    box.appendChild(h);
-    box.appendChild(el("p", { id: id + "-d" }, t.body));
-    form.appendChild(el("label", { "for": id + "-e" }, t.email_label));
-    form.appendChild(input);
-    form.appendChild(consentRow);
-    form.appendChild(msg);
-    form.appendChild(el("button", { type: "submit", "class": "sc-go" }, t.button));
-    box.appendChild(form);
+    var row = el("div", { "class": "sc-c" });
+    add(row, check);
+    add(row, el("label", { "for": id + "-c", "data-consent-version": f.consent_version }, t.consent));
+    add(box, h);
+    add(box, el("p", { id: id + "-d" }, t.body));
+    add(form, el("label", { "for": id + "-e" }, t.email_label));
+    add(form, input);
+    add(form, row);
+    add(form, msg);
+    add(form, el("button", { type: "submit", "class": "sc-go" }, t.button));
+    add(box, form);
     form.addEventListener("submit", g(function (e) {
       e.preventDefault();
       var email = input.value.trim();
       if (!EMAIL.test(email)) { msg.textContent = t.invalid_email; input.focus(); return; }
       if (!check.checked) { msg.textContent = t.consent_required; check.focus(); return; }
       var body = { form_id: f.id, email: email, consent: true, consent_text_version: f.consent_version, locale: cfg.locale };
-      if (allowed()) body.visitor_id = visitor;
+      if (allowed() && visitor) body.visitor_id = visitor;
       send("/signup", body).then(g(function (r) {
         if (r && r.status_code === 202) {
           set("form_" + f.id, "done");
           form.parentNode.removeChild(form);
-          box.appendChild(el("p", { "class": "sc-m", role: "status", "data-sc-done": "" }, t.success));
+          add(box, el("p", { "class": "sc-m", role: "status", "data-sc-done": "" }, t.success));
           if (onDone) onDone();
         } else { msg.textContent = t.error; }
       }));
@@ -263,7 +289,7 @@
     box.setAttribute("aria-describedby", built.descId);
     var x = el("button", { type: "button", "class": "sc-x", "aria-label": f.texts.close }, "\u00d7");
     box.insertBefore(x, box.firstChild);
-    ov.appendChild(box);
+    add(ov, box);
     function close() {
       if (!ov.parentNode) return;
       ov.parentNode.removeChild(ov);
@@ -280,7 +306,7 @@
     x.addEventListener("click", g(close));
     ov.addEventListener("click", g(function (e) { if (e.target === ov) close(); }));
     d.addEventListener("keydown", g(keys), true);
-    d.body.appendChild(ov);
+    add(d.body, ov);
     built.input.focus();
   }
   S.openForm = g(function (id) {
@@ -290,12 +316,12 @@
     var spots = d.querySelectorAll('[data-store-companion-form="' + f.id + '"]');
     if (!spots.length || get("form_" + f.id) === "done") return;
     styles();
-    for (var i = 0; i < spots.length; i++) spots[i].appendChild(buildForm(f).box);
+    for (var i = 0; i < spots.length; i++) add(spots[i], buildForm(f).box);
   }
   function exitIntent(f) {
     var fired = false, armed = false, lastY = w.scrollY, lastT = now(), maxY = 0;
     function fire() { if (!fired && armed) { fired = true; openPopup(f); } }
-    setTimeout(function () { armed = true; }, 3000);
+    setTimeout(function () { armed = true; }, (f.arm_seconds != null ? f.arm_seconds : 3) * 1000);
     d.addEventListener("mouseout", g(function (e) {
       if (!e.relatedTarget && e.clientY <= 0) fire();
     }));
@@ -315,7 +341,7 @@
       f = forms[i];
       if (f.type === "embedded") embed(f);
       else if (recentlyShown(f)) continue;
-      else if (f.type === "timed") setTimeout(g(openPopup.bind(null, f)), (f.delay_seconds || 15) * 1000);
+      else if (f.type === "timed") setTimeout(g(openPopup.bind(null, f)), (f.delay_seconds != null ? f.delay_seconds : 15) * 1000);
       else if (f.type === "exit_intent") exitIntent(f);
     }
   }
@@ -368,10 +394,10 @@
     set("push_asked", now());
     var t = p.texts, box = el("div", { id: "sc-push", "class": "sc-box sc-push", role: "dialog", "aria-labelledby": "sc-push-t", "aria-describedby": "sc-push-d" });
     var yes = el("button", { type: "button", "class": "sc-go" }, t.allow), no = el("button", { type: "button", "class": "sc-go", style: "background:#777;margin-left:.5rem" }, t.deny);
-    box.appendChild(el("h2", { id: "sc-push-t" }, t.title));
-    box.appendChild(el("p", { id: "sc-push-d", "data-consent-version": p.consent_version }, t.body));
-    box.appendChild(yes);
-    box.appendChild(no);
+    add(box, el("h2", { id: "sc-push-t" }, t.title));
+    add(box, el("p", { id: "sc-push-d", "data-consent-version": p.consent_version }, t.body));
+    add(box, yes);
+    add(box, no);
     function close() { if (box.parentNode) box.parentNode.removeChild(box); }
     no.addEventListener("click", g(close));
     box.addEventListener("keydown", g(function (e) { if (e.key === "Escape") close(); }));
@@ -382,7 +408,7 @@
         if (res === "granted") return subscribePush(p);
       })["catch"](noop);
     }));
-    d.body.appendChild(box);
+    add(d.body, box);
     yes.focus();
   }
   function setUpPush() {
@@ -401,12 +427,19 @@
   function start() {
     if (started || !allowed()) return;
     started = true;
+    ensureVisitor();
     track("page_view", { referrer: d.referrer ? d.referrer.slice(0, 2000) : null, title: (d.title || "").slice(0, 500) });
     var prod = productOnPage();
     if (prod && prod.product_id) track("product_view", prod);
     flush();
     watchCart();
-    readCart();
+    // WooCommerce's thank-you page: the open cart was bought, so it must not be chased as abandoned.
+    var bought = platform === "woocommerce" && /order-received\/(\d+)/.exec(location.pathname);
+    if (bought) {
+      send("/cart", { visitor_id: visitor, order_id: bought[1] });
+      set("cart_sig", null);
+      set("cart_q", "{}");
+    } else readCart();
     d.addEventListener("focusout", g(onBlur), true);
     setUpPush();
   }
@@ -421,6 +454,7 @@
         platform = c.platform;
         setUpForms();
         start();
+        S.ready = true;
       }))["catch"](noop);
     w.addEventListener("pagehide", g(flush));
     setInterval(g(flush), 5000);

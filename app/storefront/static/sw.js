@@ -26,23 +26,14 @@
     }));
   });
 
-  // The browser replaced the subscription (expiry, key rotation): tell the service so pushes keep arriving.
+  // The browser dropped or replaced the subscription: retire the old endpoint now. The snippet posts the new
+  // one on the visitor's next page view, with the consent wording it was given under (which only the page knows).
   self.addEventListener("pushsubscriptionchange", function (event) {
-    if (!conf.key || !conf.api) return;
-    var base = conf.api + "/s/push-subscription?k=" + encodeURIComponent(conf.key);
-    function call(method, body) {
-      return fetch(base, { method: method, body: JSON.stringify(body), headers: { "Content-Type": "text/plain;charset=UTF-8" } }).catch(function () {});
-    }
-    event.waitUntil(self.clients.matchAll({ includeUncontrolled: true }).then(function () {
-      var old = event.oldSubscription, fresh = event.newSubscription;
-      var visitor = conf.visitor || "sw" + Math.random().toString(36).slice(2, 18) + "000000";
-      var jobs = [];
-      if (old) jobs.push(call("DELETE", { visitor_id: visitor, endpoint: old.endpoint }));
-      if (fresh) {
-        var j = fresh.toJSON();
-        jobs.push(call("POST", { visitor_id: visitor, subscription: { endpoint: j.endpoint, keys: j.keys }, consent_text_version: conf.consent_version || "renewed" }));
-      }
-      return Promise.all(jobs);
-    }));
+    var old = event.oldSubscription;
+    if (!conf.key || !conf.api || !old) return;
+    event.waitUntil(fetch(conf.api + "/s/push-subscription?k=" + encodeURIComponent(conf.key), {
+      method: "DELETE", headers: { "Content-Type": "text/plain;charset=UTF-8" },
+      body: JSON.stringify({ visitor_id: conf.visitor || "serviceworker00000000", endpoint: old.endpoint })
+    }).catch(function () {}));
   });
 })(self);

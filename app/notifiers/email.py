@@ -1,0 +1,205 @@
+"""Email over SMTP with smtplib: one reused connection per relay, each failure classified by how far the send got."""
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+
+# The email package folds a header word longer than 78 characters by rewriting it as RFC 2047 encoded-words,
+# and no mailbox provider reads `=?utf-8?q?=3Chttps...` as a URL. These headers are written as given instead.
+VERBATIM_HEADERS = ("list-unsubscribe", "list-unsubscribe-post")
+
+from app.notifiers.base import Envelope, SendOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SmtpRelay:
+    """Where mail leaves from and as whom: a shop's own relay and identity, else the global one."""
+
+    host: str
+    port: int
+    from_address: str
+    from_name: str = ""
+    reply_to: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    security: str = "none"  # none | starttls | ssl
+    timeout: float = 10.0
+
+    @property
+    def key(self) -> tuple:
+        return (self.host, self.port, self.username, self.security)
+
+
+class EmailNotifier:
+    """Sends through one SMTP relay, keeping its connection open between messages."""
+
+    channel = "email"
+    provider = "smtp"
+
+    def __init__(self, relay: SmtpRelay):
+        self.relay = relay
+        self._conn: smtplib.SMTP | None = None
+
+    def build_message(self, envelope: Envelope) -> EmailMessage:
+        message = EmailMessage(policy=SMTP_POLICY)
+        from email.headerregistry import Address
+
+        message["From"] = str(Address(self.relay.from_name, addr_spec=self.relay.from_address)) if self.relay.from_name \
+            else self.relay.from_address
+        message["To"] = envelope.recipient
+        if self.relay.reply_to:
+            message["Reply-To"] = self.relay.reply_to
+        message["Subject"] = envelope.subject
+        for name, value in envelope.headers.items():
+            if name.lower() not in VERBATIM_HEADERS:
+                message[name] = value
+        message.set_content(envelope.text or "", cte="quoted-printable")
+        if envelope.html:
+            message.add_alternative(envelope.html, subtype="html", cte="quoted-printable")
+        return message
+
+    def send(self, envelope: Envelope) -> SendOutcome:
+        message = self.build_message(envelope)
+        raw = _with_verbatim_headers(message.as_bytes(policy=SMTP_POLICY), envelope.headers)
+        for reconnect in (False, True):
+            try:
+                conn = self._connection(fresh=reconnect)
+                return self._transact(conn, envelope.recipient, raw, message["Message-ID"])
+            except _StaleConnection:
+                self._drop()
+                continue  # the server closed an idle reused connection before MAIL FROM; one fresh try
+            except _Sent as sent:
+                return sent.outcome
+            # smtplib's exceptions are OSErrors too: the most specific first.
+            except smtplib.SMTPAuthenticationError as exc:
+                self._drop()
+                return SendOutcome.retry(300, f"SMTP relay refused our login: {exc.smtp_code}")
+            except smtplib.SMTPException as exc:
+                self._drop()
+                return SendOutcome.retry(60, f"SMTP error before the message was sent: {exc}")
+            except OSError as exc:  # refused, unreachable, timed out before DATA
+                self._drop()
+                return SendOutcome.retry(60, f"cannot reach SMTP relay {self.relay.host}:{self.relay.port}: {exc}")
+        return SendOutcome.retry(60, "SMTP relay keeps closing the connection")
+
+    def _transact(self, conn: smtplib.SMTP, recipient: str, raw: bytes, message_id: str | None) -> SendOutcome:
+        try:
+            code, reply = conn.mail(self.relay.from_address)
+        except smtplib.SMTPServerDisconnected:
+            raise _StaleConnection() from None
+        if code != 250:
+            conn.rset()
+            return _classify_envelope_reply("MAIL FROM", code, reply, recipient_level=False)
+        code, reply = conn.rcpt(recipient)
+        if code not in (250, 251):
+            _quiet_rset(conn)
+            return _classify_envelope_reply("RCPT TO", code, reply, recipient_level=True)
+        code, reply = conn.docmd("DATA")
+        if code != 354:
+            _quiet_rset(conn)
+            return _classify_envelope_reply("DATA", code, reply, recipient_level=False)
+        # From here the server may hold the message: any loss of contact is an unknown outcome, never a retry.
+        try:
+            conn.send(_dot_stuffed(raw))
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise _Sent(SendOutcome.unknown(f"connection lost after the message body was sent: {exc}")) from None
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        if code == 250:
+            return SendOutcome.accepted(message_id, f"250 {text}"[:500])
+        if 400 <= code < 500:
+            return SendOutcome.retry(300, f"server deferred the message after DATA: {code} {text}")
+        return SendOutcome.failed(f"server rejected the message after DATA: {code} {text}")
+
+    def _connection(self, fresh: bool = False) -> smtplib.SMTP:
+        if self._conn is not None and not fresh:
+            return self._conn
+        self._drop()
+        relay = self.relay
+        if relay.security == "ssl":
+            conn = smtplib.SMTP_SSL(relay.host, relay.port, timeout=relay.timeout, context=ssl.create_default_context())
+        else:
+            conn = smtplib.SMTP(relay.host, relay.port, timeout=relay.timeout)
+            if relay.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+        conn.ehlo_or_helo_if_needed()
+        if relay.username:
+            conn.login(relay.username, relay.password or "")
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken socket may fail again
+            pass
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except Exception:  # noqa: BLE001
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+class _Sent(Exception):
+    def __init__(self, outcome: SendOutcome):
+        self.outcome = outcome
+
+
+def _quiet_rset(conn: smtplib.SMTP) -> None:
+    try:
+        conn.rset()
+    except smtplib.SMTPException:
+        pass
+
+
+def _classify_envelope_reply(command: str, code: int, reply, *, recipient_level: bool) -> SendOutcome:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    detail = f"{command} refused: {code} {text}"[:500]
+    if 400 <= code < 500:
+        return SendOutcome.retry(300, detail)
+    # A 5xx for the recipient means the mailbox is gone or refuses us: never try that address again.
+    return SendOutcome.failed(detail, suppress=recipient_level and 500 <= code < 600)
+
+
+def _with_verbatim_headers(raw: bytes, headers: dict[str, str]) -> bytes:
+    """Add the verbatim headers (ASCII only) at the end of the header block, folded between list items."""
+    lines = []
+    for name, value in headers.items():
+        if name.lower() in VERBATIM_HEADERS:
+            value.encode("ascii")  # a non-ASCII URL here is a bug upstream: fail before anything is sent
+            lines.append(f"{name}: " + ",\r\n ".join(re.split(r"(?<=>)\s*,\s*", value.strip())))
+    if not lines:
+        return raw
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    return head + b"\r\n" + "\r\n".join(lines).encode("ascii") + sep + body
+
+
+def _dot_stuffed(raw: bytes) -> bytes:
+    """The message as DATA wants it (RFC 5321 4.5.2): CRLF line ends, leading dots doubled, ending in CRLF.CRLF."""
+    data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", raw)
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"

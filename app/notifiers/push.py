@@ -1,0 +1,138 @@
+"""Web push with pywebpush and VAPID: fresh claims per send, explicit TTL/Urgency/Topic, one reused session."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from py_vapid import Vapid02
+from pywebpush import WebPushException, webpush
+
+from app import crypto
+from app.notifiers.base import Envelope, SendOutcome, parse_retry_after
+from app.notifiers.sms import never_connected
+
+VAPID_FILE = "vapid.json"
+URGENCIES = ("very-low", "low", "normal", "high")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def load_or_create_vapid_key(instance_dir: Path, configured: str | None = None) -> Vapid02:
+    """The installation's VAPID signing key: VAPID_PRIVATE_KEY if set, else one generated once and kept encrypted.
+
+    Several processes start together; the first to link the file wins and the others read what it wrote.
+    The file holds the key as a Fernet token, so it is as safe as the shops' credentials.
+    """
+    if configured:
+        return Vapid02.from_string(configured)
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path = instance_dir / VAPID_FILE
+    if not path.exists():
+        fresh = Vapid02()
+        fresh.generate_keys()
+        pem = fresh.private_pem().decode()
+        draft = instance_dir / f".{VAPID_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"private_key": crypto.encrypt(pem)}, handle)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    with path.open() as handle:
+        stored = json.load(handle)
+    return Vapid02.from_pem(crypto.decrypt(stored["private_key"]).encode())
+
+
+def application_server_key(vapid: Vapid02) -> str:
+    """The public key a browser passes to pushManager.subscribe(), base64url of the uncompressed point."""
+    raw = vapid.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return _b64url(raw)
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    subject: str  # mailto: or https: contact for the push services (RFC 8292)
+    timeout: float = 10.0
+    default_ttl: int = 86_400
+
+
+class PushNotifier:
+    """Sends encrypted web push messages signed with the installation's VAPID key."""
+
+    channel = "push"
+    provider = "webpush"
+
+    def __init__(self, vapid: Vapid02, settings: PushSettings, session: requests.Session | None = None):
+        self.vapid = vapid
+        self.settings = settings
+        self.session = session or requests.Session()
+
+    def send(self, envelope: Envelope) -> SendOutcome:
+        payload = envelope.payload
+        subscription = payload["subscription"]
+        urgency = payload.get("urgency", "normal")
+        if urgency not in URGENCIES:
+            raise ValueError(f"urgency must be one of {URGENCIES}")
+        headers = {"Urgency": urgency}
+        if payload.get("topic"):
+            headers["Topic"] = _topic(payload["topic"])
+        body = json.dumps(payload.get("data") or {"title": envelope.subject, "body": envelope.text},
+                          ensure_ascii=False, separators=(",", ":"))
+        try:
+            response = webpush(
+                subscription_info=subscription,
+                data=body,
+                vapid_private_key=self.vapid,
+                # pywebpush writes aud and exp into the dict it is given: a fresh one for every send.
+                vapid_claims={"sub": self.settings.subject},
+                ttl=int(payload.get("ttl", self.settings.default_ttl)),
+                headers=headers,
+                timeout=self.settings.timeout,
+                requests_session=self.session,
+            )
+        except WebPushException as exc:
+            return _classify(exc)
+        except requests.RequestException as exc:
+            if never_connected(exc):
+                return SendOutcome.retry(60, f"cannot reach the push service: {exc}")
+            return SendOutcome.unknown(f"push request broke off after it was sent: {exc}")
+        return SendOutcome.accepted(response.headers.get("Location"), f"{response.status_code}")
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _topic(value: str) -> str:
+    """RFC 8030 Topic: at most 32 characters of the URL-safe base64 alphabet."""
+    cleaned = "".join(ch for ch in value if ch.isalnum() or ch in "-_")
+    if len(cleaned) > 32 or cleaned != value:
+        import hashlib
+
+        cleaned = _b64url(hashlib.sha256(value.encode()).digest())[:32]
+    return cleaned
+
+
+def _classify(exc: WebPushException) -> SendOutcome:
+    status = exc.status_code
+    text = ""
+    if exc.response is not None:
+        text = (getattr(exc.response, "text", "") or "")[:200]
+    detail = f"push service answered {status}: {text}"
+    if status in (404, 410):
+        return SendOutcome.failed(detail, subscription_gone=True)
+    if status == 429 or (status is not None and status >= 500):
+        return SendOutcome.retry(parse_retry_after(exc.retry_after), detail)
+    if status is None:
+        return SendOutcome.unknown(f"push failed without a response: {exc.message}")
+    return SendOutcome.failed(detail)
