@@ -50,7 +50,9 @@ def run() -> int:
 
 
 def test(extra: list[str]) -> int:
-    return subprocess.call([str(PYTHON), "-m", "pytest", *extra], cwd=ROOT, env=environment())
+    # Two test processes by default (pytest-xdist): every test has its own database, ports and temp dirs.
+    parallel = [] if any(arg == "-n" or arg.startswith("-n") for arg in extra) else ["-n", "2"]
+    return subprocess.call([str(PYTHON), "-m", "pytest", *parallel, *extra], cwd=ROOT, env=environment())
 
 
 def main(argv: list[str]) -> int:

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.messaging.web import messaging_public
     from app.shopify.admin import shopify_admin
     from app.shopify.install import shopify_install
+    from app.shipping.warehouse import warehouse
     from app.shopify.webhooks import shopify_webhooks
     from app.storefront import storefront
     from app.web.health import health
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(shopify_webhooks)
     app.register_blueprint(storefront)
     app.register_blueprint(automations_api)
+    app.register_blueprint(warehouse)
     _install_request_tracking(app)
     _install_json_errors(app)
     _install_session_teardown(app)

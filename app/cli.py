@@ -19,7 +19,10 @@ def _runtime():
 
 
 def register_commands(app: Flask) -> None:
-    for command in (db_group, worker, clock, jobs_group, shops_group, keys_group):
+    from app.shipping.cli import couriers_group, set_warehouse_code
+
+    shops_group.add_command(set_warehouse_code)
+    for command in (db_group, worker, clock, jobs_group, shops_group, keys_group, couriers_group):
         app.cli.add_command(command)
 
 

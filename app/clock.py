@@ -83,7 +83,9 @@ class LeaderLock:
         self.lease_seconds = lease_seconds
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pg_connection: Connection | None = None
-        self._pg_key = zlib.crc32(b"companion-clock-leader")
+        # Advisory locks are per cluster, not per database: the key names the database, so two installations
+        # (or staging and production) sharing one PostgreSQL server each keep their own clock running.
+        self._pg_key = zlib.crc32(f"companion-clock-leader:{engine.url.database}".encode())
 
     @property
     def uses_advisory_lock(self) -> bool:

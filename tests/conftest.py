@@ -203,3 +203,35 @@ def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval:
             return result
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s: {message or condition}")
+
+
+# --- headless Chromium, one per test session (two Playwright instances cannot share a process) -------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _require_browser():
+    missing = None
+    if not os.path.exists(CHROMIUM):
+        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is not installed (pip install -r requirements.txt)"
+    if missing:
+        if IN_CI:
+            pytest.fail(f"{missing}; under CI=true the browser tests must run (see .ci/run)")
+        pytest.skip(missing)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    yield launched
+    launched.close()
+    playwright.stop()

@@ -176,6 +176,9 @@ class FakeCourier:
 class _Handler(http.server.BaseHTTPRequestHandler):
     fake: FakeCourier
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate small writes; with Nagle on, each answer would wait ~40 ms for a
+    # delayed ACK on loopback. A courier's real server does not stall like that, so neither does the fake.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:
         pass

@@ -640,6 +640,7 @@ class FakeShopify:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     fake: FakeShopify
+    disable_nagle_algorithm = True  # no ~40 ms delayed-ACK stall per answer on loopback keep-alive
 
     def log_message(self, *args) -> None:
         pass

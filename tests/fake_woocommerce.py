@@ -644,6 +644,7 @@ def _select_fields(item: dict, fields: str | None) -> dict:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     fake: FakeWooCommerce
+    disable_nagle_algorithm = True  # no ~40 ms delayed-ACK stall per answer on loopback keep-alive
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import IN_CI, wait_until
 from tests.factories import make_shop
 from tests.storefront_site import PRODUCT, FakeStorefront, ServedApp
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.conftest import CHROMIUM  # noqa: F401 (the browser fixture lives in conftest)
 FORM = {"id": "newsletter", "type": "exit_intent", "consent_version": "nl-2026-11", "arm_seconds": 0}
 VAPID_PUBLIC_KEY = "BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U"
 
@@ -32,33 +32,6 @@ def database_url(sqlite_template, tmp_path) -> str:
     path = tmp_path / "companion.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
-
-
-def _require_browser():
-    missing = None
-    if not os.path.exists(CHROMIUM):
-        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "the playwright package is not installed (pip install -r requirements.txt)"
-    if missing:
-        if IN_CI:
-            pytest.fail(f"{missing}; under CI=true the browser tests must run (see .ci/run)")
-        pytest.skip(missing)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-    yield launched
-    launched.close()
-    playwright.stop()
 
 
 @pytest.fixture

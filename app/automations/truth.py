@@ -98,7 +98,7 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
     from connectors.shopify import mapping, queries
 
     try:
-        client = admin_client(sessions, settings, query.shop_id)
+        client = admin_client(sessions, settings, query.shop_id, quick=True)
         since = query.since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         who = [f"email:'{query.email}'"] if query.email else []
         who += [f"phone:'{query.phone}'"] if query.phone else []
@@ -144,7 +144,7 @@ def woocommerce_live_state(sessions: sessionmaker[Session], settings: Settings, 
     if shop is None or shop.status != "active" or shop.credentials is None:
         raise StoreUnreachable(f"woocommerce shop {query.shop_id} is not connected")
     try:
-        client = store_client(settings, shop)
+        client = store_client(settings, shop, quick=True)
         orders: list[StoreOrder] = []
         if query.order_platform_id:
             orders.append(client.get_order(query.order_platform_id))
@@ -153,7 +153,7 @@ def woocommerce_live_state(sessions: sessionmaker[Session], settings: Settings, 
                 continue
             params = {"search": needle, "modified_after": mapping.format_gmt(query.since), "dates_are_gmt": "true",
                       "per_page": 50, "_fields": ",".join(ORDER_FIELDS)}
-            for index, payload in enumerate(client.iter_raw("orders", params)):
+            for index, payload in enumerate(client.iter_raw("orders", params, adaptive=False)):
                 if index >= 250:
                     break
                 if payload.get("status") == "checkout-draft":

@@ -22,6 +22,8 @@ JOB_MODULES = [
     "app.automations.birthdays",
     "app.messaging.send",
     "app.messaging.double_opt_in",
+    "app.shipping.batches",
+    "app.shipping.tracking",
 ]
 
 

@@ -6,7 +6,7 @@ from app.models.events import InboundEvent
 from app.models.flows import CustomerTag, Flow, FlowRun, FlowVersion, Segment, Tag
 from app.models.jobs import ClockLease, Job, JobKindThrottle
 from app.models.messaging import Consent, Coupon, DeliveryAttempt, Message, PushSubscription, Suppression
-from app.models.shipping import LabelBatch, Shipment, TrackingEvent
+from app.models.shipping import CourierAccount, LabelBatch, Shipment, TrackingEvent
 from app.models.shop import Shop, ShopAlert
 from app.models.storefront import DoubleOptIn, PushOptIn, RateLimitCounter, StorefrontEvent, StorefrontVisitor
 from app.models.sync import DataExport, OAuthState, ReturnRequest, SyncRun
@@ -15,7 +15,7 @@ __all__ = [
     "Base", "TenantScoped", "utcnow", "Shop", "ShopAlert", "Customer", "Order", "OrderLine", "Cart", "CartLine", "Product",
     "InboundEvent", "Job", "JobKindThrottle", "ClockLease", "Flow", "FlowVersion", "FlowRun", "Segment", "Tag",
     "CustomerTag", "Message", "DeliveryAttempt", "Consent", "Suppression", "PushSubscription", "Coupon",
-    "Shipment", "TrackingEvent", "LabelBatch", "OAuthState", "SyncRun", "ReturnRequest", "DataExport",
+    "Shipment", "TrackingEvent", "LabelBatch", "CourierAccount", "OAuthState", "SyncRun", "ReturnRequest", "DataExport",
     "Signal", "AutomationDecision", "ApiToken",
     "StorefrontVisitor", "StorefrontEvent", "DoubleOptIn", "PushOptIn", "RateLimitCounter",
 ]

@@ -7,6 +7,7 @@ from decimal import Decimal
 from sqlalchemy import JSON, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto import EncryptedJSON, Secret
 from app.models.base import Base, IdType, TenantScoped, tenant_fk, utcnow
 
 SHIPMENT_STATUSES = (
@@ -15,12 +16,33 @@ SHIPMENT_STATUSES = (
 )
 
 
+class CourierAccount(TenantScoped, Base):
+    """A shop's contract with a courier: its API credentials (encrypted), sender address and defaults."""
+
+    __tablename__ = "courier_accounts"
+    __table_args__ = (UniqueConstraint("shop_id", "id"), UniqueConstraint("shop_id", "name"))
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    courier: Mapped[str] = mapped_column(String(32))  # registry name: fancourier, sameday, inpost, manual...
+    name: Mapped[str] = mapped_column(String(64))
+    credentials: Mapped[Secret | None] = mapped_column(EncryptedJSON(), nullable=True)
+    sender: Mapped[dict] = mapped_column(JSON, default=dict)  # an Address as a dict
+    default_service: Mapped[str | None] = mapped_column(String(64))
+    shipping_methods: Mapped[list] = mapped_column(JSON, default=list)  # shop shipping method titles it serves
+    parcel: Mapped[dict] = mapped_column(JSON, default=dict)  # default weight/size
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class LabelBatch(TenantScoped, Base):
     __tablename__ = "label_batches"
-    __table_args__ = (UniqueConstraint("shop_id", "id"),)
+    __table_args__ = (UniqueConstraint("shop_id", "id"), tenant_fk("courier_account_id", "courier_accounts"))
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     courier: Mapped[str] = mapped_column(String(32))
+    courier_account_id: Mapped[int | None] = mapped_column(IdType)
+    service: Mapped[str | None] = mapped_column(String(64))
+    label_size: Mapped[str] = mapped_column(String(16), default="a4_4up")
     label_format: Mapped[str] = mapped_column(String(16), default="a4_4up")
     status: Mapped[str] = mapped_column(String(16), default="queued")
     order_ids: Mapped[list] = mapped_column(JSON, default=list)
@@ -40,13 +62,17 @@ class Shipment(TenantScoped, Base):
         UniqueConstraint("shop_id", "idempotency_key"),
         tenant_fk("order_id", "orders"),
         tenant_fk("label_batch_id", "label_batches"),
+        tenant_fk("courier_account_id", "courier_accounts"),
         Index("ix_shipments_next_poll_at", "next_poll_at"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     order_id: Mapped[int | None] = mapped_column(IdType)
     label_batch_id: Mapped[int | None] = mapped_column(IdType)
+    courier_account_id: Mapped[int | None] = mapped_column(IdType)
     courier: Mapped[str] = mapped_column(String(32))
+    shipment_ref: Mapped[str | None] = mapped_column(String(64))  # the courier's own id when not the tracking number
+    last_event_at: Mapped[dt.datetime | None]  # when the courier last reported a move (stuck-parcel alerts)
     service: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(128))
     tracking_numbers: Mapped[list] = mapped_column(JSON, default=list)

@@ -14,6 +14,7 @@ from app.jobs.runner import PermanentJobError
 from app.models import Job, Shop, utcnow
 from connectors.errors import AuthError
 from connectors.shopify import OAuthClient, ShopifyClient, TokenSet
+from connectors.shopify.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,16 @@ def revoked_token_stops_the_shop(sessions: sessionmaker[Session], shop_id: int) 
         raise ShopNeedsReauthorization(f"shop {shop_id} must re-authorise the app: {exc}") from exc
 
 
-def admin_client(sessions: sessionmaker[Session], settings: Settings, shop_id: int) -> ShopifyClient:
+def admin_client(sessions: sessionmaker[Session], settings: Settings, shop_id: int, *,
+                 quick: bool = False) -> ShopifyClient:
+    """The shop's Admin API client. `quick` is for live reads that postpone rather than wait: one short retry."""
     with sessions() as session:
         domain = _load(session, shop_id).domain
     token = fresh_access_token(sessions, settings, shop_id)
+    if quick:
+        return ShopifyClient(domain, token, api_version=settings.shopify.api_version,
+                             base_url=settings.shopify.admin_base_url or None, max_retries=1,
+                             backoff=Backoff(base_seconds=0.2, max_seconds=1.0), timeout=(3.0, 10.0))
     return ShopifyClient(domain, token, api_version=settings.shopify.api_version,
                          base_url=settings.shopify.admin_base_url or None)
 

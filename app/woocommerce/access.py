@@ -64,15 +64,20 @@ def webhook_secrets(shop: Shop) -> list[str]:
     return [value for value in (held.get("webhook_secret"), held.get("previous_webhook_secret")) if value]
 
 
-def client_for(settings: Settings, store_url: str, credentials: Credentials):
+def client_for(settings: Settings, store_url: str, credentials: Credentials, *, quick: bool = False):
     from connectors.woocommerce.client import WooCommerceClient
+    from connectors.woocommerce.retry import RetryPolicy
 
+    if quick:  # live reads that postpone rather than wait: one short retry, short timeouts
+        return WooCommerceClient(store_url, credentials, policy=url_policy(settings), concurrency=1,
+                                 retry=RetryPolicy(max_attempts=2, base_seconds=0.2, max_seconds=1.0),
+                                 timeout=(3.0, 10.0))
     return WooCommerceClient(store_url, credentials, policy=url_policy(settings), concurrency=3)
 
 
-def store_client(settings: Settings, shop: Shop):
+def store_client(settings: Settings, shop: Shop, *, quick: bool = False):
     """The REST client for a connected store, with its keys and the URL policy of this deployment."""
-    return client_for(settings, shop.domain, credentials_of(shop))
+    return client_for(settings, shop.domain, credentials_of(shop), quick=quick)
 
 
 def own_abandoned_cart_email(client) -> bool:

@@ -1,0 +1,299 @@
+"""The print station (/warehouse): staff pick ready orders, print one file of labels, hand parcels over, scan to pack."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hmac
+import secrets
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from sqlalchemy import or_, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app import db
+from app.models import CourierAccount, LabelBatch, Order, Shipment, Shop, utcnow
+from app.shipping.accounts import account_for_method, active_accounts, courier_for, is_cod, is_ready_to_ship, recipient_of
+from app.shipping.addresses import address_problems
+from app.shipping.batches import (
+    PRINT_MEDIA, batch_shipments, create_batch, handover_lines, print_filename, retry_batch,
+)
+from app.storefront.ratelimit import count_hits
+from app.tenancy import shop_context
+from connectors.couriers import Capability, courier_class
+from connectors.errors import ConnectorError
+
+warehouse = Blueprint("warehouse", __name__, url_prefix="/warehouse", template_folder="templates",
+                      static_folder="static", static_url_path="/static")
+
+CODE_SETTING = "warehouse_code_hash"
+ORDERS_SHOWN = 500
+FULFILLED = ("fulfilled", "shipped", "completed")
+LOGIN_ATTEMPTS_PER_MINUTE = 10  # per shop: a code of 6+ characters then takes years to guess
+
+
+def set_access_code(shop: Shop, code: str) -> None:
+    """Store the shop's warehouse code hashed; staff type it once per browser session."""
+    if len(code) < 6:
+        raise ValueError("a warehouse code has at least 6 characters")
+    shop.settings = {**(shop.settings or {}), CODE_SETTING: generate_password_hash(code)}
+
+
+def _csrf_token() -> str:
+    token = session.get("warehouse_csrf")
+    if token is None:
+        token = session["warehouse_csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+@warehouse.app_context_processor
+def _template_helpers():
+    return {"csrf_token": _csrf_token}
+
+
+def staff_only(view):
+    """The shop's code was entered in this browser session; POSTs carry the session's CSRF token."""
+    @functools.wraps(view)
+    def guarded(shop_id: int, **kwargs):
+        if shop_id not in session.get("warehouse_shops", []):
+            if request.method == "GET" and not request.path.endswith(".json"):
+                return redirect(url_for("warehouse.login", shop_id=shop_id, next=request.full_path))
+            abort(401)
+        if request.method == "POST":
+            sent = request.form.get("csrf") or request.headers.get("X-CSRF-Token") or ""
+            if not hmac.compare_digest(sent, session.get("warehouse_csrf", "")):
+                abort(400, "the form is stale; reload the page")
+        with shop_context(shop_id):
+            return view(shop_id, **kwargs)
+    return guarded
+
+
+@warehouse.route("/<int:shop_id>/login", methods=["GET", "POST"])
+def login(shop_id: int):
+    session_ = db()
+    if request.method == "POST":
+        key = f"warehouse-login:{shop_id}"
+        tries = count_hits(session_.connection(), [key])[key]
+        session_.commit()  # refused tries count too
+        if tries > LOGIN_ATTEMPTS_PER_MINUTE:
+            abort(429, "too many tries; wait a minute")
+    shop = session_.get(Shop, shop_id)
+    if shop is None:
+        abort(404)
+    error = None
+    if request.method == "POST":
+        stored = (shop.settings or {}).get(CODE_SETTING)
+        if stored and check_password_hash(stored, request.form.get("code", "")):
+            session["warehouse_shops"] = sorted(set(session.get("warehouse_shops", [])) | {shop_id})
+            target = request.args.get("next") or ""
+            return redirect(target if target.startswith(f"/warehouse/{shop_id}/") else url_for("warehouse.orders", shop_id=shop_id))
+        error = "That code is not right." if stored else "No warehouse code is set for this shop yet."
+    return render_template("warehouse/login.html", shop=shop, error=error), (401 if error else 200)
+
+
+# --- orders ready to ship ------------------------------------------------------------------------------------
+
+def _ready_orders(session, accounts, filters: dict, zone: ZoneInfo) -> list[dict]:
+    """Orders not cancelled, not fulfilled, without a live shipment; paid or COD (decided per row: COD has many names)."""
+    live = select(Shipment.id).where(Shipment.order_id == Order.id, Shipment.status != "cancelled").exists()
+    query = (select(Order).where(Order.cancelled_at.is_(None), ~live,
+                                 or_(Order.fulfillment_status.is_(None), Order.fulfillment_status.not_in(FULFILLED)))
+             .order_by(Order.placed_at.desc(), Order.id.desc()))
+    if filters.get("method"):
+        query = query.where(Order.shipping_method == filters["method"])
+    if filters.get("date_from"):  # the shop's calendar days
+        query = query.where(Order.placed_at >= dt.datetime.combine(filters["date_from"], dt.time(), zone))
+    if filters.get("date_to"):
+        query = query.where(Order.placed_at < dt.datetime.combine(filters["date_to"] + dt.timedelta(days=1), dt.time(), zone))
+    rows = []
+    for order in session.scalars(query.limit(ORDERS_SHOWN * 4)):
+        if not is_ready_to_ship(order):
+            continue
+        account = account_for_method(accounts, order.shipping_method)
+        if filters.get("account") and (account is None or account.id != filters["account"]):
+            continue
+        recipient = recipient_of(order)
+        placed = order.placed_at.replace(tzinfo=order.placed_at.tzinfo or dt.timezone.utc).astimezone(zone) \
+            if order.placed_at else None
+        rows.append({"order": order, "recipient": recipient, "account": account, "cod": is_cod(order),
+                     "placed": placed, "problems": address_problems(recipient)})
+    return rows[:ORDERS_SHOWN]
+
+
+def _date(value: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@warehouse.route("/<int:shop_id>/")
+@staff_only
+def orders(shop_id: int):
+    session_ = db()
+    shop = session_.get(Shop, shop_id)
+    accounts = active_accounts(session_)
+    filters = {"account": request.args.get("account", type=int), "method": request.args.get("method") or None,
+               "date_from": _date(request.args.get("from")), "date_to": _date(request.args.get("to"))}
+    methods = sorted({m for m in session_.scalars(select(Order.shipping_method).distinct()) if m})
+    batches = session_.scalars(select(LabelBatch).order_by(LabelBatch.id.desc()).limit(10)).all()
+    rows = _ready_orders(session_, accounts, filters, _zone(shop))
+    return render_template("warehouse/orders.html", shop=shop, rows=rows, accounts=accounts, methods=methods,
+                           filters=filters, batches=batches,
+                           zpl={a.id: courier_class(a.courier).can(Capability.LABEL_ZPL) for a in accounts})
+
+
+def _zone(shop: Shop) -> ZoneInfo:
+    try:
+        return ZoneInfo(shop.timezone or "UTC")
+    except (ValueError, KeyError):
+        return ZoneInfo("UTC")
+
+
+@warehouse.route("/<int:shop_id>/batches", methods=["POST"])
+@staff_only
+def new_batch(shop_id: int):
+    session_ = db()
+    order_ids = [int(value) for value in request.form.getlist("order_ids") if value.isdigit()]
+    account = session_.get(CourierAccount, request.form.get("account_id", type=int) or 0)
+    if not order_ids or account is None:
+        abort(400, "choose at least one order and a courier account")
+    size = request.form.get("size", "a4_4up")
+    label_format, size = ("zpl", "100x150") if size == "zpl" else ("pdf", size)
+    try:
+        batch = create_batch(session_, shop_id, order_ids, account, service=request.form.get("service") or None,
+                             label_size=size, label_format=label_format, requested_by="warehouse")
+    except ValueError as exc:
+        abort(400, str(exc))
+    session_.commit()
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch.id), 303)
+
+
+@warehouse.route("/<int:shop_id>/scan", methods=["POST"])
+@staff_only
+def scan(shop_id: int):
+    """A scanned order number: print its label (reusing its shipment if it has one) and open its batch."""
+    session_ = db()
+    number = (request.form.get("number") or "").strip().lstrip("#")
+    order = session_.scalars(select(Order).where(Order.number.in_([number, f"#{number}"]))).first() if number else None
+    if order is None:
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"No order numbered {number!r}."), 404
+    account = account_for_method(active_accounts(session_), order.shipping_method)
+    if account is None:
+        abort(400, "the shop has no courier account yet")
+    batch = create_batch(session_, shop_id, [order.id], account, requested_by="scan")
+    session_.commit()
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch.id, autoprint=1), 303)
+
+
+# --- one batch --------------------------------------------------------------------------------------------
+
+def _batch_or_404(batch_id: int) -> LabelBatch:
+    batch = db().get(LabelBatch, batch_id)
+    if batch is None:
+        abort(404)
+    return batch
+
+
+def batch_progress(batch: LabelBatch) -> dict:
+    failures = [{"order_id": int(key), **value} for key, value in (batch.failures or {}).items() if not key.startswith("_")]
+    return {"id": batch.id, "status": batch.status, "total": len(batch.order_ids or []), "done": batch.done_count,
+            "failed": batch.failed_count, "failures": failures, "has_print_file": batch.print_file is not None,
+            "print_error": ((batch.failures or {}).get("_print") or {}).get("message"),
+            "finished": batch.status in ("done", "partial", "failed", "print_failed", "interrupted")}
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>")
+@staff_only
+def batch_page(shop_id: int, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    session_ = db()
+    shipments = batch_shipments(session_, batch.courier_account_id, list(batch.order_ids))
+    numbers = {o.id: o.number for o in session_.scalars(select(Order).where(Order.id.in_(batch.order_ids)))}
+    unknown = session_.scalars(select(Shipment).where(Shipment.label_batch_id == batch.id,
+                                                      Shipment.status == "unknown")).all()
+    return render_template("warehouse/batch.html", shop=session_.get(Shop, shop_id), batch=batch,
+                           progress=batch_progress(batch), shipments=shipments, numbers=numbers, unknown=unknown,
+                           account=session_.get(CourierAccount, batch.courier_account_id),
+                           autoprint=request.args.get("autoprint") == "1")
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>.json")
+@staff_only
+def batch_json(shop_id: int, batch_id: int):
+    return jsonify(batch_progress(_batch_or_404(batch_id)))
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>/labels")
+@staff_only
+def batch_labels(shop_id: int, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    if batch.print_file is None:
+        abort(404, "this batch has no print file (yet)")
+    return Response(batch.print_file, mimetype=PRINT_MEDIA[batch.label_format or "pdf"],
+                    headers={"Content-Disposition": f'attachment; filename="{print_filename(batch)}"'})
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>/handover")
+@staff_only
+def handover(shop_id: int, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    session_ = db()
+    lines = handover_lines(session_, batch)
+    return render_template("warehouse/handover.html", shop=session_.get(Shop, shop_id), batch=batch, lines=lines,
+                           account=session_.get(CourierAccount, batch.courier_account_id),
+                           parcels=sum(line.parcels for line in lines), printed_at=utcnow())
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>/retry", methods=["POST"])
+@staff_only
+def retry(shop_id: int, batch_id: int):
+    batch = _batch_or_404(batch_id)
+    retry_batch(db(), batch)
+    db().commit()
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch_id), 303)
+
+
+@warehouse.route("/<int:shop_id>/shipments/<int:shipment_id>/reprint", methods=["POST"])
+@staff_only
+def reprint(shop_id: int, shipment_id: int):
+    """A batch of one for this shipment's order: the live shipment is reused, its label fetched again."""
+    session_ = db()
+    shipment = session_.get(Shipment, shipment_id)
+    account = session_.get(CourierAccount, shipment.courier_account_id) if shipment else None
+    if shipment is None or account is None or shipment.order_id is None:
+        abort(404)
+    batch = create_batch(session_, shop_id, [shipment.order_id], account, requested_by="reprint")
+    session_.commit()
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch.id, autoprint=1), 303)
+
+
+@warehouse.route("/<int:shop_id>/shipments/<int:shipment_id>/cancel", methods=["POST"])
+@staff_only
+def cancel(shop_id: int, shipment_id: int):
+    """Cancel at the courier (an 'unknown' one only here: staff checked the courier's panel); the order is printable again."""
+    from app.shipping.batches import _as_result
+
+    session_ = db()
+    shipment = session_.get(Shipment, shipment_id)
+    if shipment is None:
+        abort(404)
+    account = session_.get(CourierAccount, shipment.courier_account_id) if shipment.courier_account_id else None
+    back = request.form.get("back") or url_for("warehouse.orders", shop_id=shop_id)
+    if shipment.status not in ("unknown", "creating") and account is not None:
+        courier = courier_for(account)
+        result = _as_result(shipment)
+        session_.rollback()  # no transaction (a write lock on SQLite) held across the courier call
+        try:
+            cancelled = courier.cancel(result) if courier.can(Capability.CANCEL) else True
+        except ConnectorError as exc:
+            return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                                   message=f"The courier did not cancel it: {exc}"), 502
+        if not cancelled:
+            return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                                   message="Too late to cancel: the courier already has the parcel."), 409
+        shipment = session_.get(Shipment, shipment_id)
+    shipment.status, shipment.next_poll_at = "cancelled", None
+    session_.commit()
+    return redirect(back if back.startswith(f"/warehouse/{shop_id}/") else url_for("warehouse.orders", shop_id=shop_id), 303)
