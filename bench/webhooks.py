@@ -345,13 +345,14 @@ def run_wrk(port: int, path: str, template: bytes, duration: float, connections:
 # --- the server and the database -------------------------------------------------------------------
 
 class Server:
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path):
+    def __init__(self, env: dict[str, str], workers: int, log_path: Path, threads: int = 1):
         self.port = free_port()
         self.log_path = log_path
         with log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "bench.webhooks_wsgi:application", "--bind", f"{HOST}:{self.port}",
                  "--workers", str(workers), "--graceful-timeout", "5",
+                 *(["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []),
                  "--no-control-socket"],  # else it takes ~/.gunicorn/gunicorn.ctl from any other gunicorn
                 cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -488,7 +489,9 @@ def main() -> int:
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="load client: wrk when on PATH (auto), or the Python one")
     parser.add_argument("--connections", type=int, default=4, help="concurrent connections (default 4)")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (default 2, as WEB_CONCURRENCY)")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (default 2, as WEB_CONCURRENCY)")
+    parser.add_argument("--web-threads", type=int, default=1,
+                        help="threads per gunicorn worker (default 1: sync workers, as the Procfile; >1 = gthread)")
     parser.add_argument("--ingest-workers", type=int, default=2, help="worker processes that ingest afterwards (default 2)")
     options = parser.parse_args()
     duration = 3.0 if options.quick else options.duration
@@ -522,12 +525,12 @@ def main() -> int:
         create_shop(env)
         template = body_template()
 
-        server = Server(env, options.web_workers, scratch / "gunicorn.log")
+        server = Server(env, options.web_workers, scratch / "gunicorn.log", options.web_threads)
         server.wait_ready()
         run = uuid.uuid4().hex[:8]
         accepted_total = warm_up(server.port, template, 10, f"warm-{run}", first_id=10**12)
         database = f"PostgreSQL ({name})" if options.postgres else "SQLite (WAL)"
-        say(f"gunicorn: {options.web_workers} sync workers on {HOST}:{server.port}, database {database}; "
+        say(f"gunicorn: {options.web_workers} workers x {options.web_threads} threads on {HOST}:{server.port}, database {database}; "
             f"load client {client}, {options.connections} connections, {duration:.0f} s per endpoint; "
             f"body {len(template)} bytes, orders/create")
 
