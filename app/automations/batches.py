@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from app.jobs import registry
-from app.jobs.queue import _insert_for, jobs
+from app.jobs.queue import insert_for, jobs
 from app.models import utcnow
 from app.models.base import UTCDateTime
 
@@ -41,7 +41,7 @@ def enqueue_batches(session: Session, kind: str, due: Select, *, argument: str, 
     values = select(literal(kind, String), numbered.c.shop_id, args, literal("queued", String),
                     literal(now, UTCDateTime()), key, literal(0, Integer), literal(attempts, Integer),
                     literal(now, UTCDateTime())).where(true()).group_by(numbered.c.shop_id, numbered.c.chunk)
-    statement = _insert_for(session).from_select(
+    statement = insert_for(session).from_select(
         ["kind", "shop_id", "args", "status", "due_at", "dedupe_key", "attempts", "max_attempts", "created_at"], values,
     ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(jobs.c.id)
     inserted = list(session.execute(statement).scalars())

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.inbox import accept_event
 from app.models import Shop
@@ -34,20 +36,47 @@ def receive(_subpath: str | None = None):
     if not verify_webhook(raw, delivery.signature, settings.secrets):
         return jsonify(error="invalid_signature", message="X-Shopify-Hmac-Sha256 does not match the body"), 401
 
-    with runtime.sessions.begin() as session:
-        shop_id = session.scalar(select(Shop.id).where(Shop.platform == "shopify", Shop.domain == delivery.shop_domain))
-        if shop_id is None:
-            # Nothing is held for a shop we do not know (never installed, or already erased): acknowledge.
-            log.info("shopify webhook for unknown shop", extra={"topic": delivery.topic, "shop": delivery.shop_domain})
-            return jsonify(status="ignored", reason="unknown shop"), 200
-        event_id = accept_event(
-            session, shop_id=shop_id, platform="shopify", topic=delivery.topic, dedupe_key=delivery.webhook_id,
-            headers={key: _header_value(getattr(delivery, key)) for key in KEPT_HEADERS},
-            body=raw, ingest_job="shopify.ingest_event",
-        )
+    shop_id = _known_shop_id(runtime, delivery.shop_domain)
+    if shop_id is None:
+        # Nothing is held for a shop we do not know (never installed, or already erased): acknowledge.
+        log.info("shopify webhook for unknown shop", extra={"topic": delivery.topic, "shop": delivery.shop_domain})
+        return jsonify(status="ignored", reason="unknown shop"), 200
+    headers = {key: _header_value(getattr(delivery, key)) for key in KEPT_HEADERS}
+    try:
+        with runtime.sessions.begin() as session:
+            event_id = accept_event(session, shop_id=shop_id, platform="shopify", topic=delivery.topic,
+                                    dedupe_key=delivery.webhook_id, headers=headers, body=raw,
+                                    ingest_job="shopify.ingest_event")
+    except IntegrityError:
+        # The remembered shop was erased meanwhile: forget it and let Shopify retry (the next answer is "ignored").
+        _SHOP_IDS.pop((str(runtime.engine.url), delivery.shop_domain), None)
+        raise
     if event_id is None:
         return jsonify(status="duplicate"), 200
     return jsonify(status="accepted", compliance=delivery.topic in COMPLIANCE_TOPICS), 200
+
+
+_SHOP_IDS: dict[tuple[str, str], tuple[int, float]] = {}
+SHOP_ID_TTL_SECONDS = 30.0
+
+
+def _known_shop_id(runtime, domain: str) -> int | None:
+    """The shop's id, remembered for a few seconds per process: every webhook of a busy shop needs it.
+
+    Only known shops are remembered, so a shop's first webhooks right after its install are never turned away.
+    """
+    key = (str(runtime.engine.url), domain)
+    remembered = _SHOP_IDS.get(key)
+    now = time.monotonic()
+    if remembered is not None and remembered[1] > now:
+        return remembered[0]
+    with runtime.sessions() as session:
+        shop_id = session.scalar(select(Shop.id).where(Shop.platform == "shopify", Shop.domain == domain))
+    if shop_id is not None:
+        if len(_SHOP_IDS) > 10_000:
+            _SHOP_IDS.clear()
+        _SHOP_IDS[key] = (shop_id, now + SHOP_ID_TTL_SECONDS)
+    return shop_id
 
 
 def _signature_header() -> str | None:
