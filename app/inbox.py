@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
+from typing import Callable
 
 from sqlalchemy.orm import Session
 
 from app.jobs.queue import enqueue
+from app.jobs.runner import PermanentJobError
 from app.models import InboundEvent, utcnow
+from connectors.errors import InvalidPayload
+
+log = logging.getLogger(__name__)
 
 
 _STORE_STATEMENTS: dict[str, object] = {}
@@ -51,3 +58,50 @@ def accept_event(
     if event_id is not None:
         enqueue(session, ingest_job, shop_id=shop_id, event_id=event_id)
     return event_id
+
+
+# Outcomes after which a stored delivery changed nothing: unknown topic, an older state, our own write's echo.
+UNCHANGED_OUTCOMES = ("ignored", "stale", "echo")
+
+
+class TopicHandlers:
+    """A platform's ingest: one handler per webhook topic, and the one way a stored delivery is applied."""
+
+    def __init__(self, platform: str, shop_argument: Callable[[object, int], object] = lambda _ctx, shop_id: shop_id):
+        self.platform = platform
+        self._shop_argument = shop_argument  # what handlers get as the shop: its id, or the loaded row
+        self._handlers: dict[str, Callable[..., str]] = {}
+
+    def handles(self, *topics: str):
+        def register(func: Callable[..., str]) -> Callable[..., str]:
+            for topic in topics:
+                self._handlers[topic] = func
+            return func
+
+        return register
+
+    def ingest(self, ctx, event_id: int) -> None:
+        """Apply one stored delivery; safe to run twice (newer-wins upserts, settled events are skipped).
+
+        A body that is not JSON or not understood dead-letters this event's job and nothing else.
+        """
+        event = ctx.session.get(InboundEvent, event_id)
+        if event is None or event.status in ("processed", "ignored"):
+            return
+        handler = self._handlers.get(event.topic)
+        outcome = "ignored"
+        if handler is not None:
+            try:
+                payload = json.loads(event.body)
+            except ValueError as exc:
+                raise PermanentJobError(f"{event.topic} body is not JSON: {exc}") from None
+            try:
+                outcome = handler(ctx, self._shop_argument(ctx, event.shop_id), payload, event.topic)
+            except (InvalidPayload, KeyError, TypeError, ValueError) as exc:
+                raise PermanentJobError(f"{event.topic} payload not understood: {type(exc).__name__}: {exc}") from None
+        topic = event.topic
+        event = ctx.session.get(InboundEvent, event_id)  # a redaction may have erased the event itself
+        if event is not None:
+            event.status = "ignored" if outcome in UNCHANGED_OUTCOMES else "processed"
+            event.processed_at = utcnow()
+        log.info(f"{self.platform} event ingested", extra={"topic": topic, "outcome": outcome})

@@ -1,59 +1,28 @@
 """Turning a stored Shopify webhook into changes to our copy of the shop, one handler per topic."""
 from __future__ import annotations
 
-import json
 import logging
-from typing import Callable
 
 from sqlalchemy import select
 
+from app.inbox import TopicHandlers
 from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
-from app.jobs.runner import PermanentJobError
-from app.models import DataExport, InboundEvent, Order, Shipment, Shop, utcnow
+from app.models import DataExport, Order, Shipment, Shop, utcnow
 from app.shopify.access import stop_shop_jobs
 from app.store.apply import apply_cart, apply_customer, apply_order, apply_refund, apply_return, customer_by_platform_id, record_platform_consent
 from app.store.privacy import export_customer_data, redact_customer
-from connectors.errors import InvalidPayload
 from connectors.shopify import mapping
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[..., str]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*topics: str):
-    def register(func: Handler) -> Handler:
-        for topic in topics:
-            HANDLERS[topic] = func
-        return func
-
-    return register
+TOPICS = TopicHandlers("shopify")
+handles = TOPICS.handles
 
 
 @job_kind("shopify.ingest_event")
 def ingest_event(ctx, event_id: int) -> None:
-    """Apply one stored delivery; safe to run twice (newer-wins upserts, processed events are skipped)."""
-    event = ctx.session.get(InboundEvent, event_id)
-    if event is None or event.status == "processed":
-        return
-    handler = HANDLERS.get(event.topic)
-    if handler is None:
-        outcome = "ignored"
-    else:
-        try:
-            payload = json.loads(event.body)
-        except ValueError as exc:
-            raise PermanentJobError(f"{event.topic} body is not JSON: {exc}") from None
-        try:
-            outcome = handler(ctx, event.shop_id, payload, event.topic)
-        except (InvalidPayload, KeyError, TypeError, ValueError) as exc:
-            raise PermanentJobError(f"{event.topic} payload not understood: {type(exc).__name__}: {exc}") from None
-    event = ctx.session.get(InboundEvent, event_id)  # a redaction may have erased the event itself
-    if event is not None:
-        event.status, event.processed_at = ("processed" if outcome != "ignored" else "ignored"), utcnow()
-    log.info("shopify event ingested", extra={"topic": getattr(event, "topic", None), "outcome": outcome})
+    TOPICS.ingest(ctx, event_id)
 
 
 @handles("orders/create", "orders/updated", "orders/paid", "orders/cancelled", "orders/fulfilled",

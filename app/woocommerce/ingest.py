@@ -1,55 +1,22 @@
 """Turning a stored WooCommerce delivery into changes to our copy of the store, one handler per topic."""
 from __future__ import annotations
 
-import json
-import logging
-from typing import Callable
-
 from sqlalchemy import select
 
+from app.inbox import TopicHandlers
 from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
-from app.jobs.runner import PermanentJobError
-from app.models import InboundEvent, Order, Product, Shop, utcnow
+from app.models import Order, Product, Shop, utcnow
 from app.store.apply import apply_cart, apply_customer, apply_order, apply_product
-from connectors.errors import InvalidPayload
 from connectors.woocommerce import mapping
 
-log = logging.getLogger(__name__)
-
-Handler = Callable[..., str]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*topics: str):
-    def register(func: Handler) -> Handler:
-        for topic in topics:
-            HANDLERS[topic] = func
-        return func
-
-    return register
+TOPICS = TopicHandlers("woocommerce", shop_argument=lambda ctx, shop_id: ctx.session.get(Shop, shop_id))
+handles = TOPICS.handles
 
 
 @job_kind("woocommerce.ingest_event")
 def ingest_event(ctx, event_id: int) -> None:
-    """Apply one stored delivery; safe to run twice (newer-wins upserts, processed events are skipped)."""
-    event = ctx.session.get(InboundEvent, event_id)
-    if event is None or event.status in ("processed", "ignored"):
-        return
-    handler = HANDLERS.get(event.topic)
-    outcome = "ignored"
-    if handler is not None:
-        try:
-            payload = json.loads(event.body)
-        except ValueError as exc:
-            raise PermanentJobError(f"{event.topic} body is not JSON: {exc}") from None
-        try:
-            outcome = handler(ctx, ctx.session.get(Shop, event.shop_id), payload, event.topic)
-        except (InvalidPayload, KeyError, TypeError, ValueError) as exc:
-            raise PermanentJobError(f"{event.topic} payload not understood: {type(exc).__name__}: {exc}") from None
-    event.status = "ignored" if outcome in ("ignored", "stale", "echo") else "processed"
-    event.processed_at = utcnow()
-    log.info("woocommerce event ingested", extra={"topic": event.topic, "outcome": outcome})
+    TOPICS.ingest(ctx, event_id)
 
 
 def apply_order_payload(session, shop: Shop, payload: dict) -> str:

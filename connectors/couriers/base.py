@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import enum
 import json
-import random
 import re
 import threading
 import time
@@ -17,13 +15,13 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from connectors.couriers import print_sheet
 from connectors.errors import (
     AmbiguousOutcome, AuthError, ConnectorError, InvalidPayload, NotFound, RateLimited, TemporaryError,
 )
 from connectors.http import DEFAULT_TIMEOUT, SafeSession
+from connectors.retry import jittered_delay, never_sent, retry_after_seconds
 from connectors.records import (
     Address, LabelDocument, ShipmentRequest, ShipmentResult, ShipmentStatus, TrackingEvent, TrackingResult,
 )
@@ -212,32 +210,7 @@ class RetryPolicy:
     max_retry_after: float = 120.0  # a Retry-After longer than this is the caller's problem, not a sleep
 
     def delay(self, attempt: int) -> float:
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** attempt)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def never_sent(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the courier, so even a create is safe to send again."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        return isinstance(reason, NewConnectionError)
-    return False
+        return jittered_delay(attempt, self.base_seconds, self.max_seconds)
 
 
 def error_text(response: requests.Response, limit: int = 300) -> str:
