@@ -26,6 +26,8 @@ import pytest
 from reportlab.pdfgen import canvas
 from requests.structures import CaseInsensitiveDict
 
+from tests.loopback import LoopbackFake
+
 MM = 72 / 25.4
 A4 = (210 * MM, 297 * MM)
 A6 = (105 * MM, 148 * MM)
@@ -78,7 +80,7 @@ class _Fault:
     delay: float = 0.0
 
 
-class FakeCourier:
+class FakeCourier(LoopbackFake):
     """What every fake shares: a threaded loopback server, faults, recorded requests, tokens with a lifetime."""
 
     token_lifetime = 24 * 3600
@@ -89,33 +91,6 @@ class FakeCourier:
         self.logins = 0
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-
-    # --- lifecycle ---------------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self):
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- test controls -----------------------------------------------------------------------------------
 
@@ -215,6 +190,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass  # the client gave up waiting; that is what a timeout test wants
 
     do_GET = do_POST = do_DELETE = do_PUT = _dispatch
+
+
+FakeCourier.handler_class = _Handler
 
 
 def _bearer(request: Recorded) -> str | None:

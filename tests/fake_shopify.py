@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from tests.loopback import LoopbackFake
+
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 DEFAULT_LOCATION = "gid://shopify/Location/1"
 _OPERATION = re.compile(r"^\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
@@ -108,7 +110,7 @@ def select(value: Any, query: str) -> Any:
     return value
 
 
-class FakeShopify:
+class FakeShopify(LoopbackFake):
     """One shop's Shopify. Fill its stores with add_* helpers, point clients at `.url`, assert on `.requests`."""
 
     def __init__(self, *, client_id: str = "companion-client-id", client_secret: str = "shpss_fake_secret",
@@ -142,7 +144,6 @@ class FakeShopify:
         self._bucket_at = clock()
         self._ids = itertools.count(1001)
         self._lock = threading.RLock()
-        self._server: http.server.ThreadingHTTPServer | None = None
         self._operations: dict[str, Callable[[dict, str], dict]] = {
             "OrdersUpdatedSince": self._orders_updated_since,
             "CustomersUpdatedSince": self._customers_updated_since,
@@ -159,32 +160,6 @@ class FakeShopify:
             "FulfillmentCreate": self._fulfillment_create,
             "DiscountCodeBasicCreate": self._discount_code_basic_create,
         }
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> "FakeShopify":
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeShopify":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- test controls ------------------------------------------------------------------------------
 
@@ -699,6 +674,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"".join(buffer))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the reader stopped early; that is its right
+
+
+FakeShopify.handler_class = _Handler
 
 
 @pytest.fixture

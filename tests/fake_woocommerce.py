@@ -27,6 +27,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
+from tests.loopback import LoopbackFake
+
 CONSUMER_KEY = "ck_4b1f0c2d9e8a7f6b5c4d3e2f1a0b9c8d7e6f5a4b"
 CONSUMER_SECRET = "cs_9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 SHOP_UTC_OFFSET = dt.timedelta(hours=1)  # Europe/Warsaw in winter: local date_* differ from *_gmt
@@ -95,7 +97,7 @@ class Fault:
     query: dict = field(default_factory=dict)  # query parameters the request must carry for the fault to apply
 
 
-class FakeWooCommerce:
+class FakeWooCommerce(LoopbackFake):
     """One shop. Fill it with add_* helpers, point clients at `.url`, assert on `.requests`."""
 
     def __init__(self, *, is_ssl: bool = False, currency: str = "PLN", tracking_plugin: str | None = "ast",
@@ -125,33 +127,6 @@ class FakeWooCommerce:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> "FakeWooCommerce":
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeWooCommerce":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # --- test controls ------------------------------------------------------------------------------
 
@@ -348,7 +323,7 @@ class FakeWooCommerce:
     # --- request handling (called by the handler) -------------------------------------------------------
 
     def _home(self) -> str:
-        return self.url if self._server else "http://127.0.0.1"
+        return self.url if self.running else "http://127.0.0.1"
 
     def _fault(self, method: str, path: str, query: dict[str, str]) -> Fault | None:
         with self._lock:
@@ -700,6 +675,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 fake.in_flight -= 1
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+
+FakeWooCommerce.handler_class = _Handler
 
 
 @pytest.fixture
