@@ -84,13 +84,19 @@ def postgres_template():
     admin.dispose()
 
 
+@pytest.fixture
+def sqlite_database_url(sqlite_template, tmp_path) -> str:
+    """A migrated, empty SQLite database of its own for this test (for modules that need no second database)."""
+    path = tmp_path / "companion.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     """A migrated, empty database of its own for this test."""
     if request.param == "sqlite":
-        path = tmp_path / "companion.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
+        yield request.getfixturevalue("sqlite_database_url")
         return
     template = request.getfixturevalue("postgres_template")
     name = f"companion_t_{uuid.uuid4().hex[:12]}"

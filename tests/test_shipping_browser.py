@@ -5,7 +5,6 @@ skips outside CI and fails under CI=true.
 """
 from __future__ import annotations
 
-import shutil
 import threading
 
 import pytest
@@ -16,17 +15,14 @@ from app.shipping.warehouse import set_access_code
 from tests.fake_couriers import fake_fan, pdf_pages  # noqa: F401 (fixture)
 from tests.shipping_kit import open_ro_shop
 from tests.storefront_site import ServedApp
-from tests.conftest import CHROMIUM  # noqa: F401
 
 CODE = "depozit-2026"
 
 
 @pytest.fixture
-def database_url(sqlite_template, tmp_path) -> str:
-    """SQLite only: the HTTP tests already run on both databases; this one adds the browser."""
-    path = tmp_path / "companion.db"
-    shutil.copy(sqlite_template, path)
-    return f"sqlite:///{path}"
+def database_url(sqlite_database_url) -> str:
+    """SQLite only: the HTTP tests already run on both databases; what these add is the browser."""
+    return sqlite_database_url
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ Chromium skips these tests with the reason; under CI=true it is a failure (.ci/r
 """
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 from decimal import Decimal
 
@@ -16,22 +14,19 @@ from sqlalchemy import select
 from app.models import Cart, CartLine, Consent, Customer, DoubleOptIn, PushOptIn, PushSubscription, StorefrontEvent
 from app.storefront.optin import confirmation_url
 from app.tenancy import shop_context
-from tests.conftest import IN_CI, wait_until
+from tests.conftest import wait_until
 from tests.factories import make_shop
 from tests.storefront_site import PRODUCT, FakeStorefront, ServedApp
 
-from tests.conftest import CHROMIUM  # noqa: F401 (the browser fixture lives in conftest)
 FORM = {"id": "newsletter", "type": "exit_intent", "consent_version": "nl-2026-11", "arm_seconds": 0}
 VAPID_PUBLIC_KEY = "BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U"
 
 
 
 @pytest.fixture
-def database_url(sqlite_template, tmp_path) -> str:
-    """SQLite only: what these tests add over the HTTP ones (run on both databases) is the browser."""
-    path = tmp_path / "companion.db"
-    shutil.copy(sqlite_template, path)
-    return f"sqlite:///{path}"
+def database_url(sqlite_database_url) -> str:
+    """SQLite only: the HTTP tests already run on both databases; what these add is the browser."""
+    return sqlite_database_url
 
 
 @pytest.fixture
