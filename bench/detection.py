@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import socket
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 import app.automations.detection as detection  # noqa: E402
 import app.automations.engine as engine_module  # noqa: E402
+from bench.support import answers, say  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.models import utcnow  # noqa: E402
@@ -42,18 +42,6 @@ BARE_CARTS = text("""SELECT id, shop_id FROM carts WHERE status = 'active' AND l
                      ORDER BY last_activity_at LIMIT :limit""")
 BARE_RUNS = text("""SELECT id, shop_id FROM flow_runs WHERE state = 'waiting' AND due_at <= :now
                     ORDER BY due_at LIMIT :limit""")
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def fill(engine, total: int, due: int, now: dt.datetime) -> None:

@@ -35,6 +35,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from app import crypto  # noqa: E402
+from bench.support import free_port, say  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.jobs.catalog import load_job_kinds  # noqa: E402
 from app.messaging.outbox import schedule_message  # noqa: E402
@@ -50,10 +51,6 @@ WORKERS = 2
 CONTEXT = {"order_number": "#1042", "courier": "InPost", "tracking_number": "620000111",
            "tracking_url": "https://inpost.pl/sledzenie?number=620000111", "shipped_at": "2026-06-10T08:00:00+00:00",
            "first_name": "Marta"}
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 def _serve_smtp(port: int, counter, ready) -> None:
@@ -97,14 +94,6 @@ def _serve_push(port_value, counter, ready) -> None:
     port_value.value = server.server_address[1]
     ready.set()
     server.serve_forever()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_workers(env: dict[str, str], scratch: Path) -> list[subprocess.Popen]:

@@ -17,7 +17,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ if str(ROOT) not in sys.path:
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
+from bench.support import answers, say  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.jobs.queue import jobs  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
@@ -51,18 +51,6 @@ BARE_CLAIM = text("""
                 ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
     RETURNING id
 """)
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # --- the queue table -------------------------------------------------------------------------------

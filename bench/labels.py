@@ -33,6 +33,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from pypdf import PdfReader, PdfWriter  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
+from bench.support import say  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.jobs.catalog import load_job_kinds  # noqa: E402
@@ -43,13 +44,8 @@ from app.runtime import build_runtime  # noqa: E402
 from app.shipping.accounts import courier_for  # noqa: E402
 from app.shipping.batches import batch_shipments, create_batch, label_documents, write_print_file  # noqa: E402
 from app.tenancy import shop_context  # noqa: E402
-from tests import fake_couriers  # noqa: E402
 from tests.fake_couriers import FakeFanCourier  # noqa: E402
 from tests.shipping_kit import open_ro_shop  # noqa: E402
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 def peak_rss_mb() -> float:

@@ -36,16 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.support import say  # noqa: E402
+
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SHOP_DOMAIN = "bench-shop.myshopify.com"
 API_KEY, API_SECRET = "bench-client-id", "shpss_bench_secret"
 ACCESS_TOKEN = "shpat_fake_token"  # FakeShopify's default non-expiring token
 LINES_PER_ORDER = 2
 PEAK_RSS_TARGET_MB = 250.0
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 # --- the fake Shopify, in a process of its own -----------------------------------------------------

@@ -5,7 +5,7 @@ Usage (from the project root, with the project's virtualenv):
     python bench/storefront.py --quick       # 3 s per endpoint: a smoke run
     python bench/storefront.py --postgres    # a throwaway PostgreSQL database at BENCH_POSTGRES_URL instead
 
-gunicorn serves bench/storefront_wsgi.py (2 sync workers by default, as the Procfile): `/s/events` is our
+gunicorn serves bench/bare_wsgi.py (2 sync workers by default, as the Procfile): `/s/events` is our
 app, `/bench/bare` an empty Flask view that returns 202 without reading the body. Python load processes
 (one persistent http.client connection each) send the same requests to both: a batch of EVENTS_PER_BATCH
 events from one of many visitors, with the shop's Origin, as the snippet's sendBeacon does. Our endpoint
@@ -28,9 +28,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,26 +43,16 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from app.db import make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from bench.support import HOST, GunicornServer, say  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-HOST = "127.0.0.1"
 SHOP_DOMAIN = "bench-shop.example.pl"
 ORIGIN = f"https://{SHOP_DOMAIN}"
 EVENTS_PATH, BARE_PATH = "/s/events", "/bench/bare"
 EVENTS_PER_BATCH = 5
 ROUNDS = 3
 SNIPPET = ROOT / "app" / "storefront" / "static" / "snippet.js"
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def batch_body(visitor: str, n: int) -> bytes:
@@ -131,48 +118,6 @@ def run_load(port: int, path: str, key: str, duration: float, connections: int) 
 
 
 # --- the server ----------------------------------------------------------------------------------------
-
-class Server:
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path):
-        self.port = free_port()
-        self.log_path = log_path
-        with log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "bench.storefront_wsgi:application", "--bind", f"{HOST}:{self.port}",
-                 "--workers", str(workers), "--graceful-timeout", "5"],
-                cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    connection.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer /healthz within {timeout:.0f}s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
 
 def create_shop(env: dict[str, str]) -> str:
     from app.config import Settings
@@ -260,7 +205,7 @@ def main() -> int:
         if options.redis:
             env["REDIS_URL"] = REDIS_URL
         key = create_shop(env)
-        server = Server(env, options.web_workers, scratch / "gunicorn.log")
+        server = GunicornServer(env, options.web_workers, scratch / "gunicorn.log", bare_status=202)
         server.wait_ready()
         warm_up(server.port, key)
         before = stored_events(database_url)

@@ -6,7 +6,7 @@ Usage (from the project root, with the project's virtualenv):
     python bench/webhooks.py --postgres      # a throwaway PostgreSQL database at BENCH_POSTGRES_URL instead
     python bench/webhooks.py --client python # the Python load client even when wrk is installed
 
-gunicorn serves bench/webhooks_wsgi.py (2 sync workers by default, as the Procfile; no access log, no
+gunicorn serves bench/bare_wsgi.py (2 sync workers by default, as the Procfile; no access log, no
 --max-requests): `/webhooks/shopify` is our app, `/bench/bare` an empty Flask view returning 200. The load
 client is wrk when it is on PATH (a Lua script gives every request a unique X-Shopify-Webhook-Id and order
 id, and signs each body with HMAC-SHA256), else Python processes with persistent http.client connections
@@ -31,7 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,23 +47,13 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from app.db import make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from bench.support import HOST, GunicornServer, say  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SHOP_DOMAIN = "bench-shop.myshopify.com"
 API_KEY, API_SECRET = "bench-client-id", "shpss_bench_secret"
 WEBHOOK_PATH, BARE_PATH = "/webhooks/shopify", "/bench/bare"
 ID_PLACEHOLDER = 987654321987654  # the order id in the body template, replaced per request
-HOST = "127.0.0.1"
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def signature(body: bytes) -> str:
@@ -344,50 +333,6 @@ def run_wrk(port: int, path: str, template: bytes, duration: float, connections:
 
 # --- the server and the database -------------------------------------------------------------------
 
-class Server:
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path, threads: int = 1):
-        self.port = free_port()
-        self.log_path = log_path
-        with log_path.open("wb") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "bench.webhooks_wsgi:application", "--bind", f"{HOST}:{self.port}",
-                 "--workers", str(workers), "--graceful-timeout", "5",
-                 *(["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []),
-                 "--no-control-socket"],  # else it takes ~/.gunicorn/gunicorn.ctl from any other gunicorn
-                cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    connection.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer /healthz within {timeout:.0f}s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 def warm_up(port: int, template: bytes, count: int, prefix: str, first_id: int) -> int:
     """A few requests to each endpoint so both workers have connected and imported everything; returns accepted."""
     accepted = 0
@@ -525,7 +470,7 @@ def main() -> int:
         create_shop(env)
         template = body_template()
 
-        server = Server(env, options.web_workers, scratch / "gunicorn.log", options.web_threads)
+        server = GunicornServer(env, options.web_workers, scratch / "gunicorn.log", threads=options.web_threads)
         server.wait_ready()
         run = uuid.uuid4().hex[:8]
         accepted_total = warm_up(server.port, template, 10, f"warm-{run}", first_id=10**12)

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.support import say  # noqa: E402
+
 import requests  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
@@ -39,10 +41,6 @@ ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@
 FIRST_ORDER = 100_000
 BASE_TIME = dt.datetime(2026, 1, 1)
 MEMORY_TARGET_MB = 250
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 # --- the fake store, in its own process ------------------------------------------------------------

@@ -314,7 +314,7 @@ def test_keys_revoked_in_the_store_stop_the_shop_and_tell_the_owner(woo_app, run
     with runtime.sessions() as session, shop_context(shop_id):
         assert session.get(Shop, shop_id).status == "needs_reauth"
         assert session.get(Job, job_id).status == "dead"
-        assert session.scalars(select(ShopAlert)).one().kind == "woocommerce_keys_refused"
+        assert session.scalars(select(ShopAlert)).one().kind == "needs_reauthorization"
 
 
 # --- write-back ---------------------------------------------------------------------------------------

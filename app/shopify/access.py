@@ -1,10 +1,8 @@
 """A shop's Admin API access: a fresh token (refreshed once, under a per-shop lock) and a client built on it."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.jobs.runner import PermanentJobError
 from app.models import Job, Shop, utcnow
+from app.store.reauthorization import (
+    ShopNeedsReauthorization, mark_needs_reauthorization,
+)
 from connectors.errors import AuthError
 from connectors.shopify import OAuthClient, ShopifyClient, TokenSet
 from connectors.shopify.retry import Backoff
@@ -19,10 +20,6 @@ from connectors.shopify.retry import Backoff
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = dt.timedelta(minutes=5)
-
-
-class ShopNeedsReauthorization(PermanentJobError):
-    """The shop's token was revoked or cannot be refreshed; the owner must open the app again."""
 
 
 def oauth_client(settings: Settings) -> OAuthClient:
@@ -60,12 +57,12 @@ def fresh_access_token(sessions: sessionmaker[Session], settings: Settings, shop
             return shop.credentials.reveal()["access_token"]
         refresh_token = shop.credentials.reveal().get("refresh_token")
         if not refresh_token:
-            _mark_needs_reauthorization(session, shop, "access token expired and no refresh token is held")
+            mark_needs_reauthorization(session, shop, "access token expired and no refresh token is held")
         else:
             try:
                 tokens = oauth_client(settings).refresh(shop.domain, refresh_token, now)
             except AuthError as exc:
-                _mark_needs_reauthorization(session, shop, f"token refresh refused: {exc}")
+                mark_needs_reauthorization(session, shop, f"token refresh refused: {exc}")
             else:
                 store_tokens(shop, tokens)
                 log.info("shopify token refreshed", extra={"shop_id": shop.id})
@@ -84,28 +81,6 @@ def _load(session: Session, shop_id: int) -> Shop:
 def _ensure_usable(shop: Shop) -> None:
     if shop.status != "active" or shop.credentials is None:
         raise ShopNeedsReauthorization(f"shop {shop.id} is {shop.status}; no Admin API access")
-
-
-def _mark_needs_reauthorization(session: Session, shop: Shop, reason: str) -> None:
-    shop.status = "needs_reauth"
-    log.warning("shopify shop needs re-authorisation", extra={"shop_id": shop.id, "reason": reason})
-
-
-def mark_token_revoked(sessions: sessionmaker[Session], shop_id: int, reason: str) -> None:
-    with sessions.begin() as session:
-        shop = session.get(Shop, shop_id)
-        if shop is not None and shop.status == "active":
-            _mark_needs_reauthorization(session, shop, reason)
-
-
-@contextlib.contextmanager
-def revoked_token_stops_the_shop(sessions: sessionmaker[Session], shop_id: int) -> Iterator[None]:
-    """Shopify answering 401 means the token is gone: mark the shop and end the job instead of retrying it."""
-    try:
-        yield
-    except AuthError as exc:
-        mark_token_revoked(sessions, shop_id, str(exc))
-        raise ShopNeedsReauthorization(f"shop {shop_id} must re-authorise the app: {exc}") from exc
 
 
 def admin_client(sessions: sessionmaker[Session], settings: Settings, shop_id: int, *,

@@ -11,8 +11,9 @@ from sqlalchemy import select, update
 from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
 from app.models import Shop, SyncRun, utcnow
-from app.shopify.access import admin_client, revoked_token_stops_the_shop
+from app.shopify.access import admin_client
 from app.store.apply import apply_cart, apply_customer, apply_order, apply_product
+from app.store.reauthorization import refused_credentials_stop_the_shop
 from app.tenancy import shop_context
 from connectors.records import StoreCart, StoreCustomer, StoreOrder, StoreProduct
 from connectors.shopify import SUBSCRIPTION_TOPICS, UserErrors
@@ -68,7 +69,7 @@ def sync_step(ctx) -> None:
             SyncRun.kind == "initial", SyncRun.status.in_(["pending", "running", "importing"])).order_by(SyncRun.id)).first()
     if run is None:
         return
-    with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+    with refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id):
         if run.status == "pending":
             _start(ctx, client, run)
         elif run.status == "running":
@@ -152,7 +153,7 @@ def reconcile(ctx) -> None:
             run = SyncRun(shop_id=ctx.shop_id, kind="reconcile", resource=resource, status="running",
                           updated_since=since, started_at=utcnow())
             session.add(run)
-        with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+        with refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id):
             done = apply_records(ctx.sessions, ctx.shop_id, getattr(client, method)(since))
         with ctx.sessions.begin() as session, shop_context(ctx.shop_id):
             session.execute(update(SyncRun).where(SyncRun.id == run.id).values(
@@ -168,14 +169,14 @@ def register_webhooks(ctx) -> None:
     """Make sure every topic we need is subscribed at our address; re-creates what Shopify removed."""
     client = admin_client(ctx.sessions, ctx.settings, ctx.shop_id)
     address = f"{ctx.settings.public_url}/webhooks/shopify"
-    with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+    with refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id):
         existing = {(s.topic, s.uri) for s in client.webhook_subscriptions()}
     created, refused = [], {}
     for topic in SUBSCRIPTION_TOPICS:
         if (topic, address) in existing:
             continue
         try:
-            with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+            with refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id):
                 client.create_webhook_subscription(topic, address)
             created.append(topic)
         except UserErrors as exc:  # e.g. a topic needing protected-customer-data approval; outages are retried

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-
 from app.jobs.registry import job_kind
 from app.jobs.runner import PermanentJobError
 from app.models import Coupon, Customer, Order, Shipment, Shop, utcnow
-from app.shopify.access import admin_client, revoked_token_stops_the_shop
+from app.shopify.access import admin_client
 from app.store.courier_names import courier_display_name
+from app.store.reauthorization import refused_credentials_stop_the_shop
 from connectors.records import Money
 from connectors.shopify.client import CodeAlreadyExists
 
@@ -29,7 +28,7 @@ def fulfill_shipment(ctx, shipment_id: int) -> None:
         return
     if order is None or not shipment.tracking_numbers or not shipment.tracking_url:
         raise PermanentJobError(f"shipment {shipment_id} has no order, tracking number or tracking URL to send")
-    with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+    with refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id):
         fulfillment_ids = client.fulfill_order(
             order.platform_id,
             tracking_company=courier_display_name(shipment.courier),
@@ -53,7 +52,7 @@ def create_discount(ctx, coupon_id: int) -> None:
     if coupon.percent_off is None and coupon.amount_off is None:
         raise PermanentJobError(f"coupon {coupon_id} has neither a percentage nor an amount")
     try:
-        with revoked_token_stops_the_shop(ctx.sessions, ctx.shop_id):
+        with refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id):
             platform_id = client.create_discount_code(
                 code=coupon.code,
                 title=f"Recovery {coupon.code}",

@@ -11,17 +11,18 @@ import itertools
 import logging
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
 from app.jobs.runner import PermanentJobError
 from app.models import Shop, ShopAlert, SyncRun, utcnow
 from app.store.apply import apply_customer, apply_product, apply_refund
+from app.store.reauthorization import refused_credentials_stop_the_shop
 from app.tenancy import shop_context
 from app.woocommerce.access import store_client, webhook_secrets
 from app.woocommerce.ingest import apply_order_payload
-from connectors.errors import AuthError, ConnectorError
+from connectors.errors import ConnectorError
 from connectors.woocommerce import mapping
 from connectors.woocommerce.client import UnsupportedTopic
 from connectors.woocommerce.webhooks import ABANDONED_CART_LITE_TOPICS, SUBSCRIPTION_TOPICS, plan_webhooks
@@ -31,21 +32,6 @@ log = logging.getLogger(__name__)
 RESOURCES = ("customers", "products", "orders", "refunds")
 CURSOR_OVERLAP = dt.timedelta(minutes=10)
 APPLY_BATCH = 200
-
-
-class StoreRefusedKeys(PermanentJobError):
-    """The store answered 401/403: the key was revoked or lost its permissions; the owner must reconnect."""
-
-
-def _needs_reconnect(sessions, shop_id: int, reason: str) -> None:
-    with sessions.begin() as session:
-        shop = session.get(Shop, shop_id)
-        if shop is not None and shop.status == "active":
-            shop.status = "needs_reauth"
-            session.add(ShopAlert(shop_id=shop_id, kind="woocommerce_keys_refused",
-                                  message="The store refused our REST API keys; connect the store again.",
-                                  details={"reason": reason[:500]}))
-    log.warning("woocommerce store refused the keys", extra={"shop_id": shop_id, "reason": reason[:200]})
 
 
 def _shop(ctx) -> Shop | None:
@@ -63,20 +49,9 @@ def shop_and_client(ctx):
     return shop, store_client(ctx.settings, shop)
 
 
-class keys_refused_guard:
-    """Turns the store's 401 into 'needs reconnect' instead of a job retried forever."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, _tb):
-        if isinstance(exc, AuthError):
-            _needs_reconnect(self.ctx.sessions, self.ctx.shop_id, str(exc))
-            raise StoreRefusedKeys(str(exc)) from exc
-        return False
+def keys_refused_guard(ctx):
+    """The store answering 401/403 means our keys were revoked: stop the shop, tell the owner, end the job."""
+    return refused_credentials_stop_the_shop(ctx.sessions, ctx.shop_id)
 
 
 def delivery_url(settings, shop: Shop) -> str:
