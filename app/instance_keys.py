@@ -5,26 +5,25 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 from cryptography.fernet import Fernet
 
 KEYS_FILE = "keys.json"
 
 
-def load_or_create_instance_keys(instance_dir: Path) -> dict[str, str]:
-    """Return the instance's secret and Fernet key, creating them atomically on first run.
+def load_or_create_json(path: Path, create: Callable[[], dict]) -> dict:
+    """The JSON file at `path`, written with `create()` (mode 0600) if it does not exist yet.
 
-    Several processes (web, worker, clock) start together; the first to link the file wins
-    and the others read what it wrote.
+    Several processes (web, worker, clock) start together: each writes a draft and hard-links it into place;
+    the first link wins and everyone reads what it wrote, so no process ever sees a half-written file.
     """
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    path = instance_dir / KEYS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        draft = instance_dir / f".{KEYS_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        payload = {"secret_key": secrets.token_urlsafe(48), "fernet_key": Fernet.generate_key().decode()}
+        draft = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
+            json.dump(create(), handle)
         try:
             os.link(draft, path)
         except FileExistsError:
@@ -33,3 +32,9 @@ def load_or_create_instance_keys(instance_dir: Path) -> dict[str, str]:
             draft.unlink()
     with path.open() as handle:
         return json.load(handle)
+
+
+def load_or_create_instance_keys(instance_dir: Path) -> dict[str, str]:
+    """Return the instance's secret and Fernet key, creating them on first run."""
+    return load_or_create_json(instance_dir / KEYS_FILE, lambda: {
+        "secret_key": secrets.token_urlsafe(48), "fernet_key": Fernet.generate_key().decode()})

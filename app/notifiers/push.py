@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 
 from app import crypto
+from app.instance_keys import load_or_create_json
 from app.notifiers.base import Envelope, SendOutcome, parse_retry_after
 from app.notifiers.sms import never_connected
 
@@ -33,24 +32,13 @@ def load_or_create_vapid_key(instance_dir: Path, configured: str | None = None) 
     """
     if configured:
         return Vapid02.from_string(configured)
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    path = instance_dir / VAPID_FILE
-    if not path.exists():
-        fresh = Vapid02()
-        fresh.generate_keys()
-        pem = fresh.private_pem().decode()
-        draft = instance_dir / f".{VAPID_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"private_key": crypto.encrypt(pem)}, handle)
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    with path.open() as handle:
-        stored = json.load(handle)
+
+    def fresh() -> dict:
+        vapid = Vapid02()
+        vapid.generate_keys()
+        return {"private_key": crypto.encrypt(vapid.private_pem().decode())}
+
+    stored = load_or_create_json(instance_dir / VAPID_FILE, fresh)
     return Vapid02.from_pem(crypto.decrypt(stored["private_key"]).encode())
 
 
