@@ -41,9 +41,10 @@ def customer_everywhere(runtime):
         session.flush()
         session.add(TrackingEvent(shop_id=shop.id, shipment_id=shipment.id, occurred_at=utcnow(), status="delivered",
                                   raw_code="DLV", raw_text="Doręczono", location="Kraków"))
-        accept_event(session, shop_id=shop.id, platform="shopify", topic="customers/update", dedupe_key="w1",
-                     headers={}, body=f'{{"email":"{EMAIL}","phone":"{PHONE}"}}'.encode(), ingest_job="test.ingest_nothing")
-        return shop.id
+        shop_id = shop.id
+    accept_event(runtime, shop_id=shop_id, platform="shopify", topic="customers/update", dedupe_key="w1",
+                 headers={}, body=f'{{"email":"{EMAIL}","phone":"{PHONE}"}}'.encode(), ingest_job="test.ingest_nothing")
+    return shop_id
 
 
 def test_export_gathers_every_row_held_about_the_customer(runtime, customer_everywhere):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
+from app.direct_insert import DirectInsert
 from app.jobs import registry
 from app.models import Job, JobKindThrottle, utcnow
 
@@ -43,19 +44,7 @@ def enqueue(
     The executor learns of the job only after that transaction commits, so a job never runs
     against rows its creator had not yet committed.
     """
-    job_kind = registry.get_kind(kind)
-    job_kind.check_arguments(args)
-    values = dict(
-        kind=kind,
-        shop_id=shop_id,
-        args=args,
-        status="queued",
-        due_at=due_at or utcnow(),
-        dedupe_key=dedupe_key,
-        attempts=0,
-        max_attempts=max_attempts or job_kind.max_attempts or _default_max_attempts(session),
-        created_at=utcnow(),
-    )
+    values = _job_values(kind, shop_id, args, due_at, dedupe_key, max_attempts, _default_max_attempts(session))
     if dedupe_key is None:
         job_id = session.execute(_PLAIN_INSERT, values).scalar_one()
     else:
@@ -66,6 +55,23 @@ def enqueue(
     return job_id
 
 
+def enqueue_now(conn: Connection, kind: str, *, shop_id: int | None, default_max_attempts: int, **args: Any) -> int:
+    """The webhook hot path's enqueue: a job due now, in `conn`'s transaction, straight on the driver.
+
+    The caller publishes the returned id to the executor once its transaction has committed.
+    """
+    return _DIRECT_JOB_INSERT.returning_one(conn, _job_values(kind, shop_id, args, None, None, None, default_max_attempts))
+
+
+def _job_values(kind: str, shop_id: int | None, args: dict, due_at: dt.datetime | None, dedupe_key: str | None,
+                max_attempts: int | None, default_max_attempts: int) -> dict[str, Any]:
+    job_kind = registry.get_kind(kind)
+    job_kind.check_arguments(args)
+    now = utcnow()
+    return dict(kind=kind, shop_id=shop_id, args=args, status="queued", due_at=due_at or now, dedupe_key=dedupe_key,
+                attempts=0, max_attempts=max_attempts or job_kind.max_attempts or default_max_attempts, created_at=now)
+
+
 def _default_max_attempts(session: Session) -> int:
     settings = session.info.get("settings")
     return settings.job_max_attempts if settings is not None else 8
@@ -74,6 +80,8 @@ def _default_max_attempts(session: Session) -> int:
 # Built once, values passed as parameters: a statement rebuilt with `.values(...)` for every job costs more CPU
 # (SQLAlchemy computes a fresh cache key) than the insert itself, and enqueue sits on the webhook hot path.
 _PLAIN_INSERT = insert(jobs).returning(jobs.c.id)
+_DIRECT_JOB_INSERT = DirectInsert(_PLAIN_INSERT, ("kind", "shop_id", "args", "status", "due_at", "dedupe_key", "attempts",
+                                                  "max_attempts", "created_at"))
 _DEDUPING_INSERTS: dict[str, Any] = {}
 
 

@@ -1,6 +1,7 @@
 """Job kinds: a registered function per kind of work, with its retry, lease and pacing settings."""
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,12 +32,18 @@ class JobKind:
         if not isinstance(args, dict):
             raise BadJobArguments(f"job {self.name}: arguments must be an object, got {type(args).__name__}")
         try:
-            inspect.signature(self.func).bind(None, **args)
+            _signature(self.func).bind(None, **args)
         except TypeError as exc:
             raise BadJobArguments(f"job {self.name}: {exc}") from None
         for key, value in args.items():
             if not _is_plain(value):
                 raise BadJobArguments(f"job {self.name}: argument {key!r} must be ids or plain JSON values")
+
+
+@functools.cache
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    """A kind's signature, read once: enqueue checks arguments on every webhook's hot path."""
+    return inspect.signature(func)
 
 
 def _is_plain(value: Any) -> bool:

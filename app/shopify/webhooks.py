@@ -43,10 +43,9 @@ def receive(_subpath: str | None = None):
         return jsonify(status="ignored", reason="unknown shop"), 200
     headers = {key: _header_value(getattr(delivery, key)) for key in KEPT_HEADERS}
     try:
-        with runtime.sessions.begin() as session:
-            event_id = accept_event(session, shop_id=shop_id, platform="shopify", topic=delivery.topic,
-                                    dedupe_key=delivery.webhook_id, headers=headers, body=raw,
-                                    ingest_job="shopify.ingest_event")
+        event_id = accept_event(runtime, shop_id=shop_id, platform="shopify", topic=delivery.topic,
+                                dedupe_key=delivery.webhook_id, headers=headers, body=raw,
+                                ingest_job="shopify.ingest_event")
     except IntegrityError:
         # The remembered shop was erased meanwhile: forget it and let Shopify retry (the next answer is "ignored").
         _SHOP_IDS.pop((str(runtime.engine.url), delivery.shop_domain), None)

@@ -51,12 +51,11 @@ def receive(token: str):
     except InvalidPayload as exc:
         return _problem(400, "invalid_body", str(exc))
 
-    with runtime.sessions.begin() as session:
-        event_id = accept_event(
-            session, shop_id=shop_id, platform="woocommerce", topic=delivery.topic,
-            dedupe_key=dedupe_key(delivery, raw)[:255],
-            headers={"topic": delivery.topic, "resource": delivery.resource, "event": delivery.event,
-                     "webhook_id": delivery.webhook_id, "delivery_id": delivery.delivery_id, "source": delivery.source},
-            body=raw, ingest_job="woocommerce.ingest_event", resource_updated_at=modified_at(body),
-        )
+    event_id = accept_event(
+        runtime, shop_id=shop_id, platform="woocommerce", topic=delivery.topic,
+        dedupe_key=dedupe_key(delivery, raw)[:255],
+        headers={"topic": delivery.topic, "resource": delivery.resource, "event": delivery.event,
+                 "webhook_id": delivery.webhook_id, "delivery_id": delivery.delivery_id, "source": delivery.source},
+        body=raw, ingest_job="woocommerce.ingest_event", resource_updated_at=modified_at(body),
+    )
     return jsonify(status="accepted" if event_id is not None else "duplicate"), 200
