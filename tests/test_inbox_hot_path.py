@@ -1,0 +1,92 @@
+"""The webhook hot path: the event and its job stored straight on the driver, and SQLite writers taking turns."""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import multiprocessing
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.inbox import accept_event
+from app.models import InboundEvent, Job
+from app.tenancy import shop_context
+from tests.factories import make_shop
+
+# A job kind registered by the test suite that does nothing (see tests/jobkinds.py).
+INGEST = "test.ingest_nothing"
+
+
+@pytest.fixture
+def shop_id(runtime) -> int:
+    with runtime.sessions.begin() as session:
+        return make_shop(session).id
+
+
+def test_an_accepted_event_reads_back_exactly_as_it_was_given(runtime, shop_id):
+    updated = dt.datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    event_id = accept_event(runtime, shop_id=shop_id, platform="shopify", topic="orders/updated", dedupe_key="w-1",
+                            headers={"topic": "orders/updated", "api_version": "2026-01"}, body=b'{"id": 1, "note": "\xc5\xbc"}',
+                            ingest_job=INGEST, resource_updated_at=updated)
+    with runtime.sessions() as session, shop_context(shop_id):
+        event = session.get(InboundEvent, event_id)
+        [job] = session.scalars(select(Job).where(Job.kind == INGEST)).all()
+    assert event.headers == {"topic": "orders/updated", "api_version": "2026-01"}
+    assert event.body == b'{"id": 1, "note": "\xc5\xbc"}'
+    assert event.resource_updated_at == updated and event.resource_updated_at.utcoffset() == dt.timedelta(0)
+    assert event.status == "received" and event.received_at.tzinfo is not None
+    assert (job.args, job.shop_id, job.status, job.attempts) == ({"event_id": event_id}, shop_id, "queued", 0)
+    assert job.max_attempts == runtime.settings.job_max_attempts
+
+
+def test_a_repeated_delivery_stores_nothing_twice(runtime, shop_id):
+    first = accept_event(runtime, shop_id=shop_id, platform="shopify", topic="orders/create", dedupe_key="w-2",
+                         headers={}, body=b"{}", ingest_job=INGEST)
+    again = accept_event(runtime, shop_id=shop_id, platform="shopify", topic="orders/create", dedupe_key="w-2",
+                         headers={}, body=b"{}", ingest_job=INGEST)
+    with runtime.sessions() as session, shop_context(shop_id):
+        jobs = session.scalars(select(Job).where(Job.kind == INGEST)).all()
+    assert first is not None and again is None and len(jobs) == 1
+
+
+def test_an_event_for_a_shop_that_is_gone_raises_the_usual_integrity_error_and_leaves_no_job(runtime):
+    with pytest.raises(IntegrityError):
+        accept_event(runtime, shop_id=987654, platform="shopify", topic="orders/create", dedupe_key="w-3",
+                     headers={}, body=b"{}", ingest_job=INGEST)
+    with runtime.sessions() as session:
+        assert session.scalars(select(Job).where(Job.kind == INGEST).execution_options(all_shops=True)).all() == []
+
+
+def _lock_is_free(path: str, answer) -> None:
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            answer.put(True)
+        except BlockingIOError:
+            answer.put(False)
+
+
+def lock_is_free_for_another_process(path: str) -> bool:
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    process = context.Process(target=_lock_is_free, args=(path, answer))
+    process.start()
+    process.join(timeout=30)
+    return answer.get(timeout=5)
+
+
+def test_on_sqlite_a_write_transaction_holds_the_writers_turn_until_commit_or_rollback(runtime):
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("the writers' turn is an SQLite matter: PostgreSQL has row locks")
+    lock_path = runtime.engine.url.database + "-writer.lock"
+    with runtime.engine.begin():
+        during_transaction = lock_is_free_for_another_process(lock_path)
+    after_commit = lock_is_free_for_another_process(lock_path)
+    connection = runtime.engine.connect()
+    connection.begin()
+    during_rolled_back = lock_is_free_for_another_process(lock_path)
+    connection.rollback()
+    after_rollback = lock_is_free_for_another_process(lock_path)
+    connection.close()
+    assert (during_transaction, after_commit, during_rolled_back, after_rollback) == (False, True, False, True)
