@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdType, TenantScoped, tenant_fk, utcnow
@@ -72,3 +72,20 @@ class DataExport(TenantScoped, Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[dt.datetime | None]
+
+
+class ApiRateBucket(TenantScoped, Base):
+    """A shop's API rate-limit bucket as every worker calling that shop sees it (Shopify's GraphQL cost points).
+
+    `as_of` is when `available` was true, in seconds on the clock the shop's clients share (Unix time).
+    """
+
+    __tablename__ = "api_rate_buckets"
+    __table_args__ = (UniqueConstraint("shop_id", "api"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    api: Mapped[str] = mapped_column(String(32))
+    available: Mapped[float] = mapped_column(Float)
+    maximum: Mapped[float] = mapped_column(Float)
+    restore_rate: Mapped[float] = mapped_column(Float)
+    as_of: Mapped[float] = mapped_column(Float)

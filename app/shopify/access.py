@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.jobs.runner import PermanentJobError
 from app.models import Job, Shop, utcnow
+from app.shopify.rate_bucket import DatabaseBucketLedger
 from app.store.reauthorization import (
     ShopNeedsReauthorization, mark_needs_reauthorization,
 )
@@ -89,12 +91,13 @@ def admin_client(sessions: sessionmaker[Session], settings: Settings, shop_id: i
     with sessions() as session:
         domain = _load(session, shop_id).domain
     token = fresh_access_token(sessions, settings, shop_id)
+    # Every worker calling this shop shares one cost bucket (in the database), on the wall clock they share.
+    shared = dict(api_version=settings.shopify.api_version, base_url=settings.shopify.admin_base_url or None,
+                  bucket_ledger=DatabaseBucketLedger(sessions.kw["bind"], shop_id), clock=time.time)
     if quick:
-        return ShopifyClient(domain, token, api_version=settings.shopify.api_version,
-                             base_url=settings.shopify.admin_base_url or None, max_retries=1,
-                             backoff=Backoff(base_seconds=0.2, max_seconds=1.0), timeout=(3.0, 10.0))
-    return ShopifyClient(domain, token, api_version=settings.shopify.api_version,
-                         base_url=settings.shopify.admin_base_url or None)
+        return ShopifyClient(domain, token, max_retries=1, backoff=Backoff(base_seconds=0.2, max_seconds=1.0),
+                             timeout=(3.0, 10.0), **shared)
+    return ShopifyClient(domain, token, **shared)
 
 
 def stop_shop_jobs(session: Session, shop_id: int, reason: str) -> int:

@@ -19,7 +19,7 @@ from connectors.shopify import mapping, queries
 from connectors.shopify.bulk import group_bulk_lines
 from connectors.shopify.retry import Backoff, never_sent, retry_after_seconds
 from connectors.shopify.shop_domain import normalise_shop_domain
-from connectors.shopify.throttle import CostBucket
+from connectors.shopify.throttle import BucketLedger, CostBucket
 from connectors.shopify.version import API_VERSION
 from connectors.shopify.webhooks import enum_to_topic, topic_to_enum
 
@@ -101,7 +101,8 @@ class ShopifyClient:
     def __init__(self, shop_domain: str, access_token: str, *, api_version: str = API_VERSION,
                  session: requests.Session | None = None, base_url: str | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 max_retries: int = 5, backoff: Backoff = Backoff(), timeout: tuple[float, float] = DEFAULT_TIMEOUT):
+                 max_retries: int = 5, backoff: Backoff = Backoff(), timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 bucket_ledger: BucketLedger | None = None):
         domain = normalise_shop_domain(shop_domain)
         if domain is None:
             raise ValueError(f"{shop_domain!r} is not a *.myshopify.com shop domain")
@@ -114,7 +115,8 @@ class ShopifyClient:
         self._max_retries = max_retries
         self._backoff = backoff
         self._timeout = timeout
-        self._bucket = CostBucket(clock)
+        # With a ledger, `clock` must be one every worker shares (time.time): the ledger compares their readings.
+        self._bucket = CostBucket(clock, bucket_ledger)
         self._resources = _resources(api_version)
 
     def __repr__(self) -> str:  # the token stays out of logs
@@ -138,9 +140,7 @@ class ShopifyClient:
         body: dict[str, Any] = {"query": query, "variables": variables or {}, "operationName": operation}
         failure: ConnectorError = TemporaryError(f"{operation} was not attempted")
         for attempt in range(self._max_retries + 1):
-            pause = self._bucket.wait_before(operation)
-            if pause > 0:
-                self._sleep(pause)
+            self._bucket.pace(operation, self._sleep)
             outcome = self._attempt(operation, body, idempotent, attempt)
             if isinstance(outcome, dict):
                 return outcome
