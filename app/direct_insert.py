@@ -10,7 +10,7 @@ from sqlalchemy.sql.dml import Insert
 
 
 class DirectInsert:
-    """An `INSERT ... RETURNING <one column>` for a fixed set of columns, compiled once per dialect.
+    """An `INSERT ... RETURNING ...` taking a fixed set of parameters (its columns), compiled once per dialect.
 
     Every webhook stores two rows. Through SQLAlchemy's execution machinery each insert cost several times
     what the database spent on it (cache lookup, execution context, result set-up, events), so here SQLAlchemy
@@ -38,6 +38,11 @@ class DirectInsert:
 
     def returning_one(self, conn: Connection, values: dict[str, Any]) -> Any:
         """Run it in `conn`'s transaction; the returned column of the inserted row, or None if none was."""
+        row = self.returning_row(conn, values)
+        return None if row is None else row[0]
+
+    def returning_row(self, conn: Connection, values: dict[str, Any]) -> tuple | None:
+        """Run it in `conn`'s transaction (or on its own, on a connection in autocommit); the returned row."""
         sql, positional, processors = self._compiled_for(conn.dialect)
         if positional:
             params: Any = tuple(values[name] if process is None else process(values[name]) for name, process in processors)
@@ -48,4 +53,4 @@ class DirectInsert:
             row = conn.connection.driver_connection.execute(sql, params).fetchone()
         except dbapi_error as exc:  # the same exceptions as through SQLAlchemy: IntegrityError and its kin
             raise DBAPIError.instance(sql, params, exc, dbapi_error, dialect=conn.dialect) from exc
-        return None if row is None else row[0]
+        return None if row is None else tuple(row)

@@ -6,10 +6,13 @@ import json
 import logging
 from typing import TYPE_CHECKING, Callable
 
+from sqlalchemy import bindparam, func, insert as sa_insert, literal_column, select
+
 from app.direct_insert import DirectInsert
+from app.jobs import registry
 from app.jobs.queue import enqueue_now
 from app.jobs.runner import PermanentJobError
-from app.models import InboundEvent, utcnow
+from app.models import InboundEvent, Job, utcnow
 from connectors.errors import InvalidPayload
 
 if TYPE_CHECKING:
@@ -38,6 +41,31 @@ def _store_event(dialect: str) -> DirectInsert:
     return statement
 
 
+def _store_event_with_job() -> DirectInsert:
+    """PostgreSQL: the event and its job in ONE statement (the job inserted from the event insert's RETURNING).
+
+    Run in autocommit, that is one round trip and one commit per webhook instead of BEGIN, two INSERTs and
+    COMMIT; PostgreSQL commits a statement atomically, so the event never exists without its job. A repeated
+    delivery inserts no event, hence no job, and returns no row.
+    """
+    from sqlalchemy.dialects.postgresql import insert
+
+    events, jobs = InboundEvent.__table__, Job.__table__
+    event = (insert(events).values({name: bindparam(name, type_=events.c[name].type) for name in _EVENT_COLUMNS})
+             .on_conflict_do_nothing(index_elements=["shop_id", "dedupe_key"]).returning(events.c.id).cte("event"))
+    job = select(bindparam("ingest_job", type_=jobs.c.kind.type), bindparam("shop_id", type_=jobs.c.shop_id.type),
+                 func.json_build_object(literal_column("'event_id'"), event.c.id), literal_column("'queued'"), bindparam("received_at", type_=jobs.c.due_at.type),
+                 literal_column("0"), bindparam("max_attempts", type_=jobs.c.max_attempts.type),
+                 bindparam("received_at", type_=jobs.c.created_at.type)).select_from(event)
+    statement = (sa_insert(jobs).from_select(["kind", "shop_id", "args", "status", "due_at", "attempts", "max_attempts",
+                                              "created_at"], job)
+                 .returning(select(event.c.id).scalar_subquery(), jobs.c.id))
+    return DirectInsert(statement, (*_EVENT_COLUMNS, "ingest_job", "max_attempts"))
+
+
+_STORE_EVENT_WITH_JOB = _store_event_with_job()
+
+
 def accept_event(
     runtime: Runtime,
     *,
@@ -53,18 +81,26 @@ def accept_event(
     """Store the event and its ingest job in one transaction, then hand the job to the executor.
 
     Returns the event id, or None for a duplicate delivery. This is every webhook's hot path, so it runs on a
-    plain connection, its two inserts straight on the driver (`DirectInsert`): an ORM session's bookkeeping,
-    and then SQLAlchemy's per-statement execution, each cost more than both inserts together.
+    plain connection with its SQL straight on the driver (`DirectInsert`): an ORM session's bookkeeping, and
+    then SQLAlchemy's per-statement execution, each cost more than the inserts themselves.
     """
-    with runtime.engine.begin() as conn:
-        event_id = _store_event(conn.dialect.name).returning_one(conn, dict(
-            shop_id=shop_id, platform=platform, topic=topic, dedupe_key=dedupe_key, headers=headers, body=body,
-            status="received", received_at=utcnow(), resource_updated_at=resource_updated_at,
-        ))
-        job_id = None
-        if event_id is not None:
-            job_id = enqueue_now(conn, ingest_job, shop_id=shop_id,
-                                 default_max_attempts=runtime.settings.job_max_attempts, event_id=event_id)
+    event = dict(shop_id=shop_id, platform=platform, topic=topic, dedupe_key=dedupe_key, headers=headers, body=body,
+                 status="received", received_at=utcnow(), resource_updated_at=resource_updated_at)
+    if runtime.engine.dialect.name == "postgresql":
+        kind = registry.get_kind(ingest_job)
+        kind.check_arguments({"event_id": 0})
+        max_attempts = kind.max_attempts or runtime.settings.job_max_attempts
+        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = _STORE_EVENT_WITH_JOB.returning_row(conn, {**event, "ingest_job": ingest_job,
+                                                             "max_attempts": max_attempts})
+        event_id, job_id = row if row is not None else (None, None)
+    else:
+        with runtime.engine.begin() as conn:
+            event_id = _store_event(conn.dialect.name).returning_one(conn, event)
+            job_id = None
+            if event_id is not None:
+                job_id = enqueue_now(conn, ingest_job, shop_id=shop_id,
+                                     default_max_attempts=runtime.settings.job_max_attempts, event_id=event_id)
     if job_id is not None:
         runtime.executor.publish([job_id])
     return event_id
