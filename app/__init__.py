@@ -12,6 +12,7 @@ from app.jobs.catalog import load_job_kinds
 from app.logs import configure_logging, request_log_context
 from app.metrics import HTTP_DURATION, HTTP_REQUESTS
 from app.runtime import Runtime, build_runtime
+from app.web.cookie_session import CookieSessions
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -23,8 +24,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(settings.instance_dir))
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
     app.extensions["companion"] = runtime
+    app.session_interface = CookieSessions()
+    if settings.trusted_proxy_count:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only this many proxies' X-Forwarded-For/-Proto entries are believed: a client cannot forge its address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count)
 
     from app.automations.api import automations_api
+    from app.messaging.api import messaging_api
     from app.messaging.web import messaging_public
     from app.shopify.admin import shopify_admin
     from app.shopify.install import shopify_install
@@ -44,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(shopify_webhooks)
     app.register_blueprint(storefront)
     app.register_blueprint(automations_api)
+    app.register_blueprint(messaging_api)
     app.register_blueprint(warehouse)
     _install_request_tracking(app)
     _install_json_errors(app)

@@ -84,6 +84,7 @@ class Settings:
     allow_private_store_urls: bool
     testing: bool = False
     redis_url: str | None = None
+    trusted_proxy_count: int = 0
     storefront: "StorefrontSettings" = field(default_factory=lambda: StorefrontSettings())
     messaging: "MessagingSettings" = field(default_factory=lambda: MessagingSettings())
 
@@ -142,6 +143,7 @@ class Settings:
             allow_private_store_urls=_bool(env, "ALLOW_PRIVATE_STORE_URLS", False),
             testing=testing,
             redis_url=_redis_url(env),
+            trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0),
             storefront=StorefrontSettings.from_env(env),
             messaging=MessagingSettings.from_env(env),
         )
@@ -163,6 +165,7 @@ class StorefrontSettings:
     max_body_bytes: int = 64 * 1024
     max_events_per_batch: int = 100
     confirm_link_days: int = 14
+    event_retention_days: int = 180
 
     @classmethod
     def from_env(cls, env: dict) -> "StorefrontSettings":
@@ -172,6 +175,7 @@ class StorefrontSettings:
             max_body_bytes=_int(env, "STOREFRONT_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             max_events_per_batch=_int(env, "STOREFRONT_MAX_EVENTS_PER_BATCH", 100, minimum=1),
             confirm_link_days=_int(env, "STOREFRONT_CONFIRM_LINK_DAYS", 14, minimum=1),
+            event_retention_days=_int(env, "STOREFRONT_EVENT_RETENTION_DAYS", 180),
         )
 
 

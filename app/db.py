@@ -1,10 +1,12 @@
 """Engine and sessions: SQLite tuned for several processes, PostgreSQL as is."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,18 +44,22 @@ def _make_sqlite_engine(database_url: str, **kwargs) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        driver = connection.connection.driver_connection
-        queued = isinstance(driver, WriterQueueConnection)
-        if queued:
-            driver.wait_for_writer_turn()
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            if queued:
-                driver.end_writer_turn()
-            raise
+        begin_sqlite_write(connection.connection.driver_connection)
 
     return engine
+
+
+def begin_sqlite_write(driver: sqlite3.Connection) -> None:
+    """Our writer's turn (when the database has a writer queue), then BEGIN IMMEDIATE."""
+    queued = isinstance(driver, WriterQueueConnection)
+    if queued:
+        driver.wait_for_writer_turn()
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        if queued:
+            driver.end_writer_turn()
+        raise
 
 
 class WriterQueueConnection(sqlite3.Connection):
@@ -116,6 +122,30 @@ class WriterQueueConnection(sqlite3.Connection):
 
 def _writer_queue_connection(lock_path: Path) -> type[WriterQueueConnection]:
     return type("WriterQueueConnection", (WriterQueueConnection,), {"lock_path": lock_path})
+
+
+@contextlib.contextmanager
+def driver_transaction(engine: Engine) -> Iterator[Any]:
+    """A write transaction on a pooled driver connection, for a hot path whose whole transaction is one or two
+    statements (`POST /s/events`): SQLAlchemy's connection, event and execution machinery cost that path more than
+    the database did (cProfile). It starts as `engine.begin()` does: on SQLite the writer turn, then BEGIN IMMEDIATE;
+    psycopg opens its transaction at the first statement. Commits on success, rolls back on any error.
+    """
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    try:
+        if isinstance(driver, sqlite3.Connection):
+            begin_sqlite_write(driver)
+        yield driver
+        driver.commit()
+    except BaseException:
+        try:
+            driver.rollback()  # also ends the SQLite writer turn
+        except Exception:  # noqa: BLE001 - a broken connection: the pool must not hand it out again
+            pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

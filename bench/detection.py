@@ -14,28 +14,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 import app.automations.detection as detection  # noqa: E402
 import app.automations.engine as engine_module  # noqa: E402
-from bench.support import answers, say  # noqa: E402
+from bench.support import answers, say, throwaway_postgres  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.models import utcnow  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REPEATS = 15
 
 BARE_CARTS = text("""SELECT id, shop_id FROM carts WHERE status = 'active' AND last_activity_at <= :cutoff
@@ -133,25 +130,16 @@ def measure(engine, now: dt.datetime, due: int) -> dict[str, float]:
 
 
 def with_database(total: int, due: int, now: dt.datetime) -> dict[str, float]:
-    name = f"bench_detect_{uuid.uuid4().hex[:10]}"
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    engine = None
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    with throwaway_postgres("bench_detect") as url:
         engine = make_engine(url)
-        upgrade(engine)
-        started = time.perf_counter()
-        fill(engine, total, due, now)
-        say(f"  filled {total:,} carts and {total:,} flow runs ({due:,} due of each) in {time.perf_counter() - started:.1f}s")
-        return measure(engine, now, due)
-    finally:
-        if engine is not None:
+        try:
+            upgrade(engine)
+            started = time.perf_counter()
+            fill(engine, total, due, now)
+            say(f"  filled {total:,} carts and {total:,} flow runs ({due:,} due of each) in {time.perf_counter() - started:.1f}s")
+            return measure(engine, now, due)
+        finally:
             engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,15 +30,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cryptography.fernet import Fernet  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
 
-from bench.support import answers, say  # noqa: E402
+from bench.support import answers, say, throwaway_postgres  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from app.jobs.queue import jobs  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.models import utcnow  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/14"
 WORKERS = 2
@@ -272,15 +272,12 @@ def main() -> int:
     if not answers("127.0.0.1", 5432):
         raise SystemExit("PostgreSQL does not answer on 127.0.0.1:5432; this benchmark needs it")
     run_started = time.perf_counter()
-    name = f"bench_jobs_{uuid.uuid4().hex[:10]}"
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     scratch = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    database_cleanup = ExitStack()
     engine = None
     celery_failed = False
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = database_cleanup.enter_context(throwaway_postgres("bench_jobs"))
         engine = make_engine(url)
         upgrade(engine)
         env = {**os.environ, "DATABASE_URL": url, "INSTANCE_DIR": str(scratch / "instance"),
@@ -316,9 +313,7 @@ def main() -> int:
     finally:
         if engine is not None:
             engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        database_cleanup.close()
         shutil.rmtree(scratch, ignore_errors=True)
     return 1 if celery_failed else 0
 

@@ -6,9 +6,10 @@ Usage (from the project root, with the project's virtualenv):
     python bench/labels.py --labels N   # N labels
     python bench/labels.py --database-url postgresql+psycopg://...   # an existing, empty database (default: a scratch SQLite file)
 
-What "ours" times: the whole job as a worker runs it: per order a short transaction writing the idempotency key,
-the create call to the fake courier over loopback HTTP, a second transaction with the result (progress, store
-write-back job, "shipped" signal); then the labels fetched 50 per call and composed four to an A4 sheet.
+What "ours" times: the whole job as a worker runs it: one transaction writing every order's idempotency key;
+then rounds of 100 orders, each one create call per 50 AWBs to the fake courier over loopback HTTP (FAN takes a
+list) and one transaction with the answers (shipments, progress, store write-back jobs, "shipped" signals); then
+the labels fetched 50 per call (calls side by side) and composed four to an A4 sheet as they arrive.
 The print stage alone (fetch + compose, no creates) is reported too. The baseline merges the same N one-page
 label PDFs, already in memory, with PdfWriter.append: no HTTP, no database, no 4-up layout.
 Peak memory is the process's peak resident set size (the fake courier runs in this process too). The fake's

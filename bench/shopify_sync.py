@@ -29,16 +29,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.support import say  # noqa: E402
+from bench.support import say, throwaway_postgres  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SHOP_DOMAIN = "bench-shop.myshopify.com"
 API_KEY, API_SECRET = "bench-client-id", "shpss_bench_secret"
 ACCESS_TOKEN = "shpat_fake_token"  # FakeShopify's default non-expiring token
@@ -195,7 +194,7 @@ def main() -> int:
         parser.error("--orders must be at least 1")
 
     from cryptography.fernet import Fernet
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
     from app.config import Settings
     from app.db import make_engine
@@ -207,15 +206,13 @@ def main() -> int:
 
     run_started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="bench-shopify-sync-"))
-    admin = engine = reader = fake = None
+    database_cleanup = ExitStack()
+    engine = reader = fake = None
     name = None
     try:
         if options.postgres:
-            name = f"bench_sync_{uuid.uuid4().hex[:10]}"
-            url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-            admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            url = database_cleanup.enter_context(throwaway_postgres("bench_sync"))
+            name = url.rsplit("/", 1)[1]
         else:
             url = f"sqlite:///{scratch / 'instance' / 'companion.db'}"
         engine = make_engine(url)
@@ -301,10 +298,7 @@ def main() -> int:
             reader.dispose()
         if engine is not None:
             engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        database_cleanup.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

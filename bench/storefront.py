@@ -9,10 +9,11 @@ gunicorn serves bench/bare_wsgi.py (2 sync workers by default, as the Procfile):
 app, `/bench/bare` an empty Flask view that returns 202 without reading the body. Python load processes
 (one persistent http.client connection each) send the same requests to both: a batch of EVENTS_PER_BATCH
 events from one of many visitors, with the shop's Origin, as the snippet's sendBeacon does. Our endpoint
-checks the key and origin, counts the request against the per-IP and per-visitor limits (in the database,
-or Redis with --redis), validates every event and stores it; the bare one does none of that. Afterwards the
-database must hold exactly EVENTS_PER_BATCH events per accepted request, or a FAIL line is printed and
-the exit status is 1. Rate limits are raised out of the way (every request comes from 127.0.0.1).
+checks the key and origin, counts the request against the per-IP and per-visitor limits (per process, added
+to the shared counters in the database, or Redis with --redis, about once a second), validates every event
+and stores it; the bare one does none of that. Afterwards the database must hold exactly EVENTS_PER_BATCH
+events per accepted request, or a FAIL line is printed and the exit status is 1. Rate limits are raised out
+of the way (every request comes from 127.0.0.1).
 
 The snippet's size is reported raw, minified as the service serves it (app/storefront/minify.py strips
 whitespace and comments and shortens the script's own long local names) and minified+gzip (what travels

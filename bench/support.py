@@ -1,4 +1,5 @@
-"""What the benchmarks share: output, port and service checks, and gunicorn serving our app beside a bare one."""
+"""What the benchmarks share: output, port and service checks, throwaway PostgreSQL databases, and gunicorn serving our
+app beside a bare one."""
 from __future__ import annotations
 
 import http.client
@@ -8,10 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def say(line: str) -> None:
@@ -25,6 +30,26 @@ def answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextmanager
+def throwaway_postgres(prefix: str) -> Iterator[str]:
+    """Yields the URL of a new database `<prefix>_<random>` on ADMIN_URL's server and drops it afterwards, also on
+    errors: every bench measures on a fresh database and must leave nothing behind."""
+    from sqlalchemy import create_engine, text  # here, so importing this module stays cheap
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
 
 
 def free_port() -> int:

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +44,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cryptography.fernet import Fernet  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from app.db import make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from bench.support import HOST, GunicornServer, say  # noqa: E402
+from bench.support import HOST, GunicornServer, say, throwaway_postgres  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SHOP_DOMAIN = "bench-shop.myshopify.com"
 API_KEY, API_SECRET = "bench-client-id", "shpss_bench_secret"
 WEBHOOK_PATH, BARE_PATH = "/webhooks/shopify", "/bench/bare"
@@ -446,15 +446,13 @@ def main() -> int:
 
     run_started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-    admin = engine = server = None
+    database_cleanup = ExitStack()
+    engine = server = None
     name = None
     try:
         if options.postgres:
-            name = f"bench_webhooks_{uuid.uuid4().hex[:10]}"
-            url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-            admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            url = database_cleanup.enter_context(throwaway_postgres("bench_webhooks"))
+            name = url.rsplit("/", 1)[1]
         else:
             url = f"sqlite:///{scratch / 'instance' / 'companion.db'}"
         engine = make_engine(url)
@@ -529,10 +527,7 @@ def main() -> int:
             server.stop()
         if engine is not None:
             engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        database_cleanup.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -18,26 +18,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import multiprocessing
-import os
 import resource
 import shutil
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.support import say  # noqa: E402
+from bench.support import say, throwaway_postgres  # noqa: E402
 
 import requests  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 FIRST_ORDER = 100_000
 BASE_TIME = dt.datetime(2026, 1, 1)
 MEMORY_TARGET_MB = 250
@@ -170,17 +168,13 @@ def main() -> int:
                              daemon=True)
     server.start()
     scratch = Path(tempfile.mkdtemp(prefix="bench-woo-"))
-    admin = database_name = None
+    database_cleanup = ExitStack()
     try:
         if not ready.wait(30):
             raise SystemExit("the fake store did not start")
         store_url = f"http://127.0.0.1:{port_box.value}"
         if options.postgres:
-            database_name = f"bench_woo_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{database_name}"'))
-            database_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database_name
+            database_url = database_cleanup.enter_context(throwaway_postgres("bench_woo"))
         else:
             database_url = f"sqlite:///{scratch / 'companion.db'}"
 
@@ -197,10 +191,7 @@ def main() -> int:
         return 0 if peak_mb < MEMORY_TARGET_MB else 1
     finally:
         server.terminate()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)'))
-            admin.dispose()
+        database_cleanup.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

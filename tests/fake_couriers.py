@@ -224,6 +224,8 @@ class FakeFanCourier(FakeCourier):
              "schedule": [], "drawer": [], "phones": [], "email": "", "paymentMethods": ["card"]},
         ]
         self._numbers = itertools.count(2332300120218)
+        self.courier_orders: dict[str, dict] = {}
+        self._orders = itertools.count(4417001)
 
     def add_events(self, awb: str, events: list[tuple[str, str, str, str]]) -> None:
         """Scans on an AWB: (id, name, location, "YYYY-mm-dd HH:MM:SS" Bucharest time)."""
@@ -250,6 +252,7 @@ class FakeFanCourier(FakeCourier):
             ("POST", "/intern-awb"): self._create, ("GET", "/awb/label"): self._label,
             ("GET", "/reports/awb/tracking"): self._track, ("GET", "/reports/awb"): self._report,
             ("GET", "/reports/pickup-points"): self._pudo, ("DELETE", "/awb"): self._delete,
+            ("POST", "/order"): self._courier_order,
         }
         route = routes.get((request.method, request.path))
         return route(request) if route else Reply(404, {"status": "error", "message": "Not found"})
@@ -315,6 +318,29 @@ class FakeFanCourier(FakeCourier):
         chunk = rows[(page - 1) * per_page: page * per_page]
         return Reply(200, {"status": "success", "data": chunk, "total": len(rows), "perPage": per_page,
                            "currentPage": page})
+
+    def _courier_order(self, request: Recorded) -> Reply:
+        """POST /order ("comanda curier"). The two-hour rule is from shusaura85/fancourier-api's example; the
+        error body's shape is an assumption (FAN's 422s elsewhere carry `errors` by field)."""
+        info = request.body.get("info") or {}
+        errors: dict[str, list[str]] = {}
+        try:
+            day = dt.date.fromisoformat(info.get("pickupDate") or "")
+            hours = info.get("pickupHours") or {}
+            first, second = (dt.datetime.strptime(hours.get(k) or "", "%H:%M") for k in ("first", "second"))
+            if (second - first) < dt.timedelta(hours=2):
+                errors["info.pickupHours"] = ["There must be at least 2 hours between the pickup hours."]
+        except ValueError:
+            errors["info.pickupDate"] = ["The info.pickup date is not a valid date."]
+            day = None
+        packages = info.get("packages") or {}
+        if not (packages.get("parcel") or 0) + (packages.get("envelope") or 0):
+            errors["info.packages"] = ["At least one envelope or parcel is required"]
+        if errors:
+            return Reply(422, {"status": "error", "message": "The given data was invalid.", "errors": errors})
+        order_id = str(next(self._orders))
+        self.courier_orders[order_id] = {"info": info, "day": day}
+        return Reply(200, {"status": "success", "data": {"id": int(order_id)}})
 
     def _pudo(self, request: Recorded) -> Reply:
         kind = (request.query.get("type") or ["fanbox"])[0]
@@ -492,6 +518,8 @@ class FakeInPost(FakeCourier):
         ]
         self._ids = itertools.count(49807)
         self._numbers = itertools.count(520000011395200025754311)
+        self.dispatch_orders: dict[int, dict] = {}
+        self._dispatch_ids = itertools.count(2761)
 
     def add_tracking(self, number: str, statuses: list[tuple[str, str]]) -> None:
         """Tracking details for a number: (status, ISO datetime), oldest first."""
@@ -519,6 +547,8 @@ class FakeInPost(FakeCourier):
             return self._create(request.body)
         if path == f"{org}/shipments" and method == "GET":
             return self._list(request.query)
+        if path == f"{org}/dispatch_orders" and method == "POST":
+            return self._dispatch_order(request.body)
         if path == f"{org}/shipments/labels" and method == "GET":
             return self._labels(request.query.get("shipment_ids[]") or [], request.query)
         match = re.fullmatch(r"/v1/shipments/(\d+)(/label)?", path)
@@ -559,6 +589,31 @@ class FakeInPost(FakeCourier):
             "selected_offer": {"rate": 15.99, "currency": "PLN"}, "_reads": 0,
         }
         return Reply(201, self._public(self.shipments[shipment_id]))
+
+    def _dispatch_order(self, body: dict) -> Reply:
+        """A courier to collect confirmed shipments (michalbiarda/shipx-php-sdk DispatchOrderForm/DispatchOrder)."""
+        details: dict[str, Any] = {}
+        wanted = body.get("shipments") or []
+        unknown = [i for i in wanted if self.shipments.get(int(i) if str(i).isdigit() else -1) is None]
+        if not wanted or unknown:
+            details["shipments"] = ["invalid"]
+        address = body.get("address") or {}
+        if not re.fullmatch(r"\d{2}-\d{3}", str(address.get("post_code") or "")):
+            details["address"] = [{"post_code": ["invalid"]}]
+        if details:
+            return _shipx_error(422, "validation_failed",
+                                "There are some validation errors. Check details object for more info.", details)
+        order_id = next(self._dispatch_ids)
+        shipments = [self.shipments[int(i)] for i in wanted]
+        self.dispatch_orders[order_id] = {
+            "href": f"{self.url}/v1/dispatch_orders/{order_id}", "id": order_id, "status": "new",  # status: assumption
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "address": address, "comments": [{"comment": body.get("comment")}] if body.get("comment") else [],
+            "shipments": [{"id": s["id"], "tracking_number": s["tracking_number"]} for s in shipments],
+            "_request": body,
+        }
+        return Reply(201, self._public(self.dispatch_orders[order_id]))
 
     def _read(self, shipment_id: int) -> dict:
         shipment = self.shipments[shipment_id]
@@ -622,6 +677,9 @@ class FakeCargus(FakeCourier):
                         "PostalCode": "077125", "Latitude": 44.367229, "Longitude": 26.041645, "PointType": 5,
                         "ServiceCOD": False, "PaymentType": 1, "StreetName": "Atomistilor", "StreetNo": "99-115"}]
         self._numbers = itertools.count(804419419)
+        self.pickup_location_id = 201165677
+        self.orders: dict[int, dict] = {}
+        self._orders = itertools.count(90031)
 
     def add_events(self, barcode: str, events: list[tuple[int, str, str, str]]) -> None:
         """(EventId, Description, LocalityName, "YYYY-mm-ddTHH:MM:SS" Bucharest time)."""
@@ -664,6 +722,8 @@ class FakeCargus(FakeCourier):
                                 "Events": a["events"]} for c, a in self.awbs.items() if a["events"]])
         if route == ("GET", "/PudoPoints"):
             return Reply(200, self.points)
+        if route == ("PUT", "/Orders"):
+            return self._order(query)
         if route == ("DELETE", "/Awbs"):
             awb = self.awbs.get(query.get("barCode", [""])[0])
             if awb is None or awb["events"]:
@@ -671,6 +731,25 @@ class FakeCargus(FakeCourier):
             awb["deleted"] = True
             return Reply(200, True)
         return Reply(404, {"message": "No HTTP resource was found that matches the request URI."})
+
+    def _order(self, query: dict) -> Reply:
+        """PUT /Orders?locationId=&action=1&PickupStartDate=&PickupEndDate= (doc §10.1): close the location's open
+        order. Dates as the official modules send them ("Y-m-d H:i:s"); the refusal body is an assumption."""
+        if query.get("locationId") != [str(self.pickup_location_id)] or query.get("action") != ["1"]:
+            return Reply(400, {"message": "Punctul de ridicare nu exista"})
+        try:
+            start, end = (dt.datetime.strptime(query[k][0], "%Y-%m-%d %H:%M:%S")
+                          for k in ("PickupStartDate", "PickupEndDate"))
+        except (KeyError, ValueError):
+            return Reply(400, {"message": "Intervalul de ridicare nu este valid"})
+        if end <= start:
+            return Reply(400, {"message": "Intervalul de ridicare nu este valid"})
+        order_id = next(self._orders)
+        self.orders[order_id] = {"start": start, "end": end,
+                                 "awbs": [c for c, a in self.awbs.items() if not a["deleted"] and not a.get("order")]}
+        for code in self.orders[order_id]["awbs"]:
+            self.awbs[code]["order"] = order_id
+        return Reply(200, order_id)
 
     def _create(self, body: dict) -> Reply:
         recipient = body.get("Recipient") or {}

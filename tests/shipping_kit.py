@@ -42,8 +42,48 @@ def open_ro_shop(runtime, fake, *, platform: str = "woocommerce", orders: int = 
         return shop.id, account.id, order_ids
 
 
+PL_SENDER = {"name": "Kwiaciarnia Róża", "street": "ul. Floriańska 3", "city": "Kraków", "postcode": "31-019",
+             "country": "PL", "phone": "+48600111222"}
+
+
+def pl_address(index: int) -> dict:
+    return {"name": f"Zofia Nowak {index}", "street": f"ul. Długa {index + 1}", "city": "Kraków", "postcode": "31-147",
+            "country": "PL", "phone": "600111222"}
+
+
+def open_pl_shop(runtime, fake, *, orders: int = 0, **courier_settings) -> tuple[int, int, list[int]]:
+    """(shop id, InPost account id, order ids): paid orders to Kraków by InPost courier, on the ShipX fake."""
+    credentials = {"token": fake.api_token, "organization_id": fake.organization_id, "base_url": fake.url,
+                   "confirm_wait": 0, **courier_settings}
+    with runtime.sessions.begin() as session:
+        shop = make_shop(session, platform="woocommerce", currency="PLN", timezone="Europe/Warsaw", locale="pl")
+        account = add_account(session, shop.id, courier="inpost", name="InPost", credentials=credentials,
+                              sender=PL_SENDER, default_service="inpost_courier_standard",
+                              shipping_methods=["InPost Kurier"], parcel={"weight_kg": "2"})
+        customer = make_customer(session, shop, "zofia@example.pl")
+        order_ids = [make_order(session, shop, customer, total="249.90", currency="PLN", number=f"#{2000 + index}",
+                                financial_status="paid", paid_at=utcnow() - dt.timedelta(hours=2),
+                                placed_at=utcnow() - dt.timedelta(hours=3), shipping_method="InPost Kurier",
+                                shipping_address=pl_address(index)).id
+                     for index in range(orders)]
+        return shop.id, account.id, order_ids
+
+
+def run_due_jobs_now(runtime) -> None:
+    """Bring every waiting job forward to now and run them (what the clock's passing would do)."""
+    from sqlalchemy import update
+
+    from app.models import Job
+
+    with runtime.sessions.begin() as session:
+        session.execute(update(Job).where(Job.status == "queued").values(due_at=utcnow())
+                        .execution_options(all_shops=True))
+    work(runtime)
+
+
 def work(runtime) -> None:
     LocalWorker(runtime).run(exit_when_idle=True)
 
 
-__all__ = ["Decimal", "SENDER", "fan_credentials", "open_ro_shop", "ro_address", "work"]
+__all__ = ["Decimal", "PL_SENDER", "SENDER", "fan_credentials", "open_pl_shop", "open_ro_shop", "pl_address",
+           "ro_address", "run_due_jobs_now", "work"]

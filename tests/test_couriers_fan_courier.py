@@ -260,6 +260,26 @@ def test_a_batch_reports_each_order_on_its_own_and_one_refusal_stops_nothing(fak
     outcomes = fan(fake_fan).create_shipments(requests_)
     assert [type(o).__name__ for o in outcomes] == ["ShipmentResult"] * 2 + ["CourierRefused"] + ["ShipmentResult"] * 2
     assert len(fake_fan.awbs) == 4
+    assert len(fake_fan.requests_to("/intern-awb", "POST")) == 1  # FAN takes the five in one call
+    assert [o.reference for o in outcomes if not isinstance(o, Exception)] == ["CMD-0", "CMD-1", "CMD-3", "CMD-4"]
+
+
+def test_a_batch_whose_answer_was_lost_is_found_in_the_awb_report_without_buying_again(fake_fan):
+    fake_fan.fail_next(504, path="/intern-awb", after=True)
+
+    outcomes = fan(fake_fan).create_shipments([ro_request(f"CMD-{n}") for n in range(3)])
+
+    assert [o.tracking_numbers[0] for o in outcomes] == sorted(fake_fan.awbs)
+    assert len(fake_fan.requests_to("/reports/awb")) == 1  # one report read answers all three
+
+
+def test_a_refused_login_answers_every_request_of_the_batch_and_buys_nothing(fake_fan):
+    courier = FanCourier(fake_fan.client_id, fake_fan.username, "wrong", base_url=fake_fan.url, tokens=TokenCache(),
+                         sleep=Sleeps())
+
+    outcomes = courier.create_shipments([ro_request(f"CMD-{n}") for n in range(120)])
+
+    assert len(outcomes) == 120 and all(isinstance(o, AuthError) for o in outcomes) and fake_fan.awbs == {}
 
 
 def test_couriers_are_made_from_their_registry_name_and_declare_what_they_can_do(fake_fan):

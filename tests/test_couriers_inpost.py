@@ -143,3 +143,24 @@ def test_paczkomats_are_pickup_points(fake_inpost):
     points = inpost(fake_inpost).pickup_points(city="Kraków")
     assert points[0].id == "KRA010" and points[0].kind == "locker" and points[0].address.postcode == "31-147"
     assert fake_inpost.requests_to("/v1/points")[0].query["city"] == ["Kraków"]
+
+
+def test_a_shipment_shipx_has_not_numbered_yet_comes_back_with_its_id_only_and_confirm_reads_the_number_later(fake_inpost):
+    fake_inpost.confirm_after = 10**9
+    courier = inpost(fake_inpost, confirm_reads=2)
+    pending = courier.create_shipment(pl_request("ZAM-30"))
+    assert pending.tracking_numbers == () and pending.shipment_id == "49807"
+    assert courier.confirm(pending).tracking_numbers == ()
+
+    fake_inpost.confirm_after = 0
+    confirmed = courier.confirm(pending)
+
+    assert confirmed.tracking_numbers == (fake_inpost.shipments[49807]["tracking_number"],)
+    assert confirmed.reference == "ZAM-30" and len(fake_inpost.shipments) == 1
+
+
+def test_many_shipments_are_created_side_by_side_and_answered_in_order(fake_inpost):
+    outcomes = inpost(fake_inpost).create_shipments([pl_request(f"ZAM-{n}") for n in range(9)])
+
+    assert [o.reference for o in outcomes] == [f"ZAM-{n}" for n in range(9)]
+    assert len({o.shipment_id for o in outcomes}) == 9 and len(fake_inpost.shipments) == 9

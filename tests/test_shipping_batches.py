@@ -142,3 +142,87 @@ def test_zpl_batches_are_one_raw_stream_with_a_label_per_order(runtime, fake_fan
                                                      label_size="100x150"))
 
     assert batch.print_file.count(b"^XA") == 3 and all(n.encode() in batch.print_file for n in fake_fan.awbs)
+
+
+def shipment_rows(runtime, shop_id: int) -> list[Shipment]:
+    with runtime.sessions() as session, shop_context(shop_id):
+        return list(session.scalars(select(Shipment).order_by(Shipment.id)))
+
+
+def set_status(runtime, shop_id: int, shipment_id: int, status: str) -> None:
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        session.get(Shipment, shipment_id).status = status
+
+
+@pytest.mark.parametrize("ending", ["returned_to_sender", "cancelled"])
+def test_an_order_whose_parcel_came_back_or_was_cancelled_is_shipped_again_under_a_new_reference(runtime, fake_fan, ending):
+    shop_id, account_id, order_ids = open_ro_shop(runtime, fake_fan, orders=1)
+    print_batch(runtime, shop_id, account_id, order_ids)
+    first = shipment_rows(runtime, shop_id)[0]
+    set_status(runtime, shop_id, first.id, ending)
+
+    batch = held_batch(runtime, shop_id, print_batch(runtime, shop_id, account_id, order_ids))
+
+    old, new = shipment_rows(runtime, shop_id)
+    assert batch.status == "done" and len(fake_fan.awbs) == 2
+    assert (old.status, new.status) == (ending, "created")
+    assert new.idempotency_key == f"{old.idempotency_key}-R1" and new.tracking_numbers != old.tracking_numbers
+    assert fake_fan.awbs[new.tracking_numbers[0]]["shipment"]["info"]["content"] == new.idempotency_key
+
+
+def test_printing_a_reshipped_order_again_reprints_its_new_label_instead_of_buying_a_third(runtime, fake_fan):
+    shop_id, account_id, order_ids = open_ro_shop(runtime, fake_fan, orders=1)
+    print_batch(runtime, shop_id, account_id, order_ids)
+    set_status(runtime, shop_id, shipment_rows(runtime, shop_id)[0].id, "returned_to_sender")
+    print_batch(runtime, shop_id, account_id, order_ids)
+
+    batch = held_batch(runtime, shop_id, print_batch(runtime, shop_id, account_id, order_ids))
+
+    rows = shipment_rows(runtime, shop_id)
+    assert len(rows) == 2 and len(fake_fan.awbs) == 2 and batch.status == "done"
+    assert fake_fan.requests_to("/awb/label")[-1].query["awbs[]"] == rows[1].tracking_numbers
+
+
+def test_a_second_return_gets_a_second_fresh_reference(runtime, fake_fan):
+    shop_id, account_id, order_ids = open_ro_shop(runtime, fake_fan, orders=1)
+    for _ in range(2):
+        print_batch(runtime, shop_id, account_id, order_ids)
+        set_status(runtime, shop_id, shipment_rows(runtime, shop_id)[-1].id, "returned_to_sender")
+
+    print_batch(runtime, shop_id, account_id, order_ids)
+
+    keys = [row.idempotency_key for row in shipment_rows(runtime, shop_id)]
+    assert len(set(keys)) == 3 and keys[1].endswith("-R1") and keys[2].endswith("-R2") and len(fake_fan.awbs) == 3
+
+
+@pytest.mark.parametrize("status", ["delivered", "returning", "in_transit"])
+def test_an_order_whose_parcel_is_still_on_its_way_or_delivered_is_never_shipped_twice(runtime, fake_fan, status):
+    shop_id, account_id, order_ids = open_ro_shop(runtime, fake_fan, orders=1)
+    print_batch(runtime, shop_id, account_id, order_ids)
+    set_status(runtime, shop_id, shipment_rows(runtime, shop_id)[0].id, status)
+
+    batch = held_batch(runtime, shop_id, print_batch(runtime, shop_id, account_id, order_ids))
+
+    assert len(shipment_rows(runtime, shop_id)) == 1 and len(fake_fan.awbs) == 1 and batch.done_count == 1
+
+
+def test_a_round_of_creates_is_one_courier_call_per_fifty_orders(runtime, fake_fan):
+    shop_id, account_id, order_ids = open_ro_shop(runtime, fake_fan, orders=120)
+
+    batch = held_batch(runtime, shop_id, print_batch(runtime, shop_id, account_id, order_ids))
+
+    creates = fake_fan.requests_to("/intern-awb", "POST")
+    assert batch.status == "done" and len(fake_fan.awbs) == 120
+    assert sorted(len(call.body["shipments"]) for call in creates) == [20, 50, 50]
+    assert len(fake_fan.requests_to("/awb/label")) == 3
+
+
+def test_a_bulk_create_whose_answer_was_lost_is_found_by_reference_without_buying_again(runtime, fake_fan):
+    shop_id, account_id, order_ids = open_ro_shop(runtime, fake_fan, orders=30)
+    fake_fan.fail_next(502, path="/intern-awb", after=True)  # FAN made all 30 AWBs; the answer got lost
+
+    batch = held_batch(runtime, shop_id, print_batch(runtime, shop_id, account_id, order_ids))
+
+    rows = shipment_rows(runtime, shop_id)
+    assert batch.status == "done" and len(fake_fan.awbs) == 30
+    assert sorted(n for row in rows for n in row.tracking_numbers) == sorted(fake_fan.awbs)

@@ -6,7 +6,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app.models import LabelBatch, Shipment, Shop, utcnow
+from app.models import LabelBatch, Order, Shipment, Shop, utcnow
 from app.shipping.warehouse import set_access_code
 from app.tenancy import shop_context
 from tests.factories import make_order
@@ -165,3 +165,18 @@ def test_a_reprint_fetches_the_label_again_without_buying_one(client, runtime, s
     labels = client.get(answer.headers["Location"].split("?")[0] + "/labels")
 
     assert len(fake_fan.awbs) == 1 and len(pdf_pages(labels.data)) == 1
+
+
+def test_an_order_whose_parcel_came_back_is_ready_to_ship_again_though_the_store_marked_it_fulfilled(client, runtime, station):
+    shop_id, account_id, order_ids = station
+    csrf = signed_in(client, shop_id)
+    client.post(f"/warehouse/{shop_id}/batches", data={"csrf": csrf, "order_ids": order_ids[:2], "account_id": account_id})
+    work(runtime)
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        for shipment in session.scalars(select(Shipment)):
+            session.get(Order, shipment.order_id).fulfillment_status = "fulfilled"
+            shipment.status = "returned_to_sender" if shipment.order_id == order_ids[0] else "delivered"
+
+    page = client.get(f"/warehouse/{shop_id}/").get_data(as_text=True)
+
+    assert "#1000" in page and "#1001" not in page and "#1002" in page

@@ -1,6 +1,7 @@
 """The public `/s/...` endpoints over real HTTP: what each stores, and what each refuses and why."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import socket
@@ -124,6 +125,17 @@ def test_events_from_the_shops_own_site_are_stored_and_the_answer_allows_that_or
     assert stored[2].data == {"variant_id": "4001", "quantity": 1, "price_minor": 2999}
 
 
+def test_an_event_keeps_the_time_the_browser_reports_when_it_is_within_a_day_of_ours(served, shop):
+    an_hour_ago_ms = int(time.time() * 1000) - 3_600_000
+    events = [page_view(ts=an_hour_ago_ms), page_view(ts=an_hour_ago_ms - 3 * 86_400_000)]
+    post(served, "events", shop["key"], {"visitor_id": VISITOR, "events": events})
+
+    recent, wrong_clock = rows(served, shop["id"], StorefrontEvent)
+    assert recent.occurred_at == dt.datetime.fromtimestamp(an_hour_ago_ms / 1000, dt.timezone.utc)
+    assert dt.timedelta(minutes=59) < recent.received_at - recent.occurred_at < dt.timedelta(minutes=61)
+    assert wrong_clock.occurred_at == wrong_clock.received_at
+
+
 def test_a_batch_keeps_its_good_events_and_names_each_bad_one(served, shop):
     events = [page_view(), {"type": "purchase", "url": f"{ORIGIN}/"}, {"type": "product_view", "url": f"{ORIGIN}/p"}, page_view()]
     response = post(served, "events", shop["key"], {"visitor_id": VISITOR, "events": events})
@@ -155,6 +167,23 @@ def test_a_body_that_is_not_json_is_refused(served, shop):
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_json"
+
+
+def test_when_storing_fails_the_batch_is_refused_whole_and_the_next_request_is_served(served, shop, shopify_shop):
+    from app.models import Shop
+
+    post(served, "events", shop["key"], {"visitor_id": VISITOR, "events": [page_view()]})  # the key is now cached
+    with served.runtime.engine.begin() as conn:
+        conn.execute(Shop.__table__.delete().where(Shop.__table__.c.id == shop["id"]))
+
+    failed = post(served, "events", shop["key"], {"visitor_id": VISITOR, "events": [page_view(), page_view()]})
+    started = time.monotonic()
+    next_one = post(served, "events", shopify_shop["key"], {"visitor_id": VISITOR, "events": [page_view("https://kubki.pl/")]},
+                    origin="https://kubki.pl")
+
+    assert failed.status_code == 500
+    assert next_one.status_code == 202 and time.monotonic() - started < 5  # no writer lock left behind
+    assert count(served, StorefrontEvent) == 1
 
 
 # --- the gate: origin, key, size, rate --------------------------------------------------------------------
@@ -249,6 +278,57 @@ def test_the_ip_rate_limit_counts_every_visitor_from_that_address(served, shop, 
                 for i in range(3)]
 
     assert statuses == [202, 202, 429]
+
+
+@pytest.mark.parametrize("limits", [{"STOREFRONT_IP_REQUESTS_PER_MINUTE": "2"}])
+def test_without_a_trusted_proxy_a_forged_x_forwarded_for_does_not_escape_the_ip_limit(served, shop, fresh_window):
+    statuses = [post(served, "events", shop["key"], {"visitor_id": f"visitor-number-{i:04d}", "events": [page_view()]},
+                     **{"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(3)]
+
+    assert statuses == [202, 202, 429]
+
+
+@pytest.mark.parametrize("limits", [{"STOREFRONT_IP_REQUESTS_PER_MINUTE": "2", "TRUSTED_PROXY_COUNT": "1"}])
+def test_behind_a_trusted_proxy_each_shopper_address_has_its_own_ip_limit(served, shop, fresh_window):
+    def from_address(forwarded_for: str, n: int) -> int:
+        return post(served, "events", shop["key"], {"visitor_id": f"visitor-number-{n:04d}", "events": [page_view()]},
+                    **{"X-Forwarded-For": forwarded_for}).status_code
+
+    # The proxy appends the address it saw; whatever the client put before it is not believed.
+    first_shopper = [from_address(f"10.9.9.{n}, 203.0.113.7", n) for n in range(3)]
+    second_shopper = from_address("203.0.113.8", 3)
+
+    assert first_shopper == [202, 202, 429]
+    assert second_shopper == 202
+
+
+@pytest.mark.parametrize("limits", [{"TRUSTED_PROXY_COUNT": "1"}])
+def test_behind_a_trusted_proxy_a_signup_records_the_shoppers_address_as_proof(served, shop):
+    response = signup(served, shop["key"], headers={"X-Forwarded-For": "198.51.100.23"})
+
+    assert response.status_code == 202
+    [consent] = rows(served, shop["id"], Consent)
+    assert consent.ip_address == "198.51.100.23"
+
+
+@pytest.mark.parametrize("limits", [{"STOREFRONT_VISITOR_REQUESTS_PER_MINUTE": "1000"}])
+def test_far_below_its_limits_a_web_process_adds_its_counts_to_the_shared_table_once_a_second(served, shop, fresh_window):
+    body = {"visitor_id": VISITOR, "events": [page_view()]}
+    statuses = [post(served, "events", shop["key"], body).status_code for _ in range(5)]
+    shared_before = shared_count(served, f"v:{shop['id']}:{VISITOR}")
+    time.sleep(ratelimit.SYNC_SECONDS)
+    post(served, "events", shop["key"], body)
+
+    assert statuses == [202] * 5
+    assert shared_before == 0
+    assert shared_count(served, f"v:{shop['id']}:{VISITOR}") == 6
+    assert len(rows(served, shop["id"], StorefrontEvent)) == 6
+
+
+def shared_count(served, key: str) -> int:
+    with served.runtime.engine.connect() as conn:
+        return conn.execute(select(func.coalesce(func.sum(RateLimitCounter.count), 0))
+                            .where(RateLimitCounter.key == key)).scalar_one()
 
 
 @pytest.mark.parametrize("limits", [{"STOREFRONT_VISITOR_REQUESTS_PER_MINUTE": "3"}])
@@ -411,10 +491,10 @@ def test_contact_answers_the_same_for_a_known_and_an_unknown_email(served, shop)
 
 # --- sign-up with double opt-in -------------------------------------------------------------------------------
 
-def signup(served, key, email="ana@example.com", **overrides):
+def signup(served, key, email="ana@example.com", headers: dict | None = None, **overrides):
     body = {"visitor_id": VISITOR, "form_id": "newsletter", "email": email, "consent": True,
             "consent_text_version": "nl-2026-11", "locale": "pl", **overrides}
-    return post(served, "signup", key, body, **{"User-Agent": "Mozilla/5.0 Test"})
+    return post(served, "signup", key, body, **{"User-Agent": "Mozilla/5.0 Test", **(headers or {})})
 
 
 def test_signup_records_a_pending_consent_and_queues_the_confirmation_email(served, shop):

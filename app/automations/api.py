@@ -255,3 +255,7 @@ def customer_timeline(customer_id: int):
                           "detail": d.detail})
         items.sort(key=lambda item: (item["at"]["utc"] if item["at"] else "", item["type"]))
         return jsonify(customer_id=customer_id, timezone=str(tz), items=items)
+
+
+from app.automations import segments_api  # noqa: E402,F401 - adds the segment and tag routes to this blueprint
+from app.automations import product_alerts_api  # noqa: E402,F401 - adds the product alert routes

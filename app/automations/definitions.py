@@ -7,17 +7,18 @@ from typing import Any, Mapping
 
 from app.automations.signals import SIGNAL_KINDS
 
-STEP_TYPES = ("wait", "condition", "send", "tag", "coupon", "webhook")
+STEP_TYPES = ("wait", "condition", "send", "tag", "coupon", "webhook", "sunset")
 MESSAGE_KINDS = ("transactional", "shipping", "recovery", "promotional")
 CHANNELS = ("email", "sms", "push")
 EXITS = ("purchased", "unsubscribed", "cart_emptied", "order_paid", "order_cancelled")
-REENTRY = ("skip", "restart")
+REENTRY = ("skip", "restart", "parallel")  # parallel: every signal starts its own run
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists")
 FIELDS = (
     "customer.orders_count", "customer.total_spent", "customer.locale", "customer.has_email", "customer.has_phone",
-    "customer.tags", "cart.total", "cart.currency", "cart.status", "cart.lines_count", "order.total", "order.status",
+    "customer.tags", "customer.segments", "cart.total", "cart.currency", "cart.status", "cart.lines_count",
+    "order.total", "order.status",
     "order.financial_status", "order.payment_method", "order.is_paid", "last_message.opened", "last_message.clicked",
-    "last_message.status",
+    "last_message.status", "run.custom_events",
 )
 _SIGNAL_FIELD = re.compile(r"^signal\.[a-z_]{1,40}$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -32,6 +33,9 @@ def validate_definition(definition: Any) -> list[str]:
     problems: list[str] = []
     if definition.get("trigger") not in SIGNAL_KINDS:
         problems.append(f"trigger must be one of {', '.join(SIGNAL_KINDS)}")
+    elif definition["trigger"] in ("segment_entered", "segment_left") and not isinstance(definition.get("segment"),
+                                                                                          (str, int)):
+        problems.append("a segment_entered or segment_left trigger needs segment: the segment's name or id")
     if definition.get("audience") is not None:
         problems += [f"audience: {p}" for p in validate_condition(definition["audience"])]
     exits = definition.get("exit", [])
@@ -103,6 +107,9 @@ def _validate_step(step: dict, ids: list) -> list[str]:
     elif kind == "webhook":
         if not str(step.get("url", "")).startswith("https://"):
             problems.append("url must be an https:// URL")
+    elif kind == "sunset":
+        if step.get("channel", "email") not in ("email", "sms"):
+            problems.append("a sunset needs channel email or sms")
     return problems
 
 

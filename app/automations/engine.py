@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.automations.definitions import evaluate, step_targets
 from app.automations.batches import enqueue_batches
 from app.automations.detection import customer_for_contact
+from app.automations.details import custom_events_since_start, message_details
 from app.automations.outbox_port import Refused, submit_message
+from app.automations.segments import refresh_customers, refresh_for_signals, segment_names, trigger_matches
 from app.automations.signals import is_paid
 from app.automations.timing import wait_until
 from app.automations.trace import record_decision
@@ -85,12 +87,15 @@ def route_signals(session: Session, shop_id: int, signal_ids: list[int], now: dt
     pending = list(session.scalars(query.order_by(Signal.id)))
     if not pending:
         return []
+    refresh_for_signals(session, shop_id, pending, now)  # its segment_entered/left signals are routed next time
     flows: dict[str, list[Flow]] = defaultdict(list)
     for flow in session.scalars(select(Flow).where(Flow.shop_id == shop_id, Flow.enabled.is_(True)).order_by(Flow.id)):
         flows[flow.trigger].append(flow)
     started = []
     for signal in pending:
         for flow in flows.get(signal.kind, []):
+            if not trigger_matches(flow.definition or {}, signal.kind, signal.payload):
+                continue
             run_id = start_run(session, shop_id, flow, signal, now)
             if run_id is not None:
                 started.append(run_id)
@@ -117,15 +122,19 @@ def start_run(session: Session, shop_id: int, flow: Flow, signal: Signal, now: d
     if audience and not evaluate(audience, gather_facts(session, shop_id, customer, context)):
         record_decision(session, shop_id, "not_started_audience", customer_id=customer.id, **trace)
         return None
+    trigger_key = f"{signal.subject_type}:{signal.subject_id}" if signal.subject_type else f"signal:{signal.id}"
     active = list(session.scalars(select(FlowRun).where(FlowRun.shop_id == shop_id, FlowRun.flow_id == flow.id,
                                                         FlowRun.customer_id == customer.id, FlowRun.state.in_(ACTIVE_STATES))))
+    if definition.get("reentry") == "parallel":  # every signal its own run (each refund, each product alert)
+        active, trigger_key = [], f"signal:{signal.id}"
+    elif definition.get("reentry") == "restart":  # a newer status of the same order restarts: a key of its own
+        trigger_key = f"{trigger_key}:signal:{signal.id}"
     if active and definition.get("reentry", "skip") == "skip":
         record_decision(session, shop_id, "not_started_already_in_flow", customer_id=customer.id,
                         flow_run_id=active[0].id, **trace)
         return None
     for old in active:
         _finish(session, old, "exited", "superseded", now)
-    trigger_key = f"{signal.subject_type}:{signal.subject_id}" if signal.subject_type else f"signal:{signal.id}"
     table = FlowRun.__table__
     run_id = session.execute(_insert(session, table).values(
         shop_id=shop_id, flow_id=flow.id, flow_version=flow.version, customer_id=customer.id, trigger_key=trigger_key,
@@ -175,7 +184,8 @@ def gather_facts(session: Session, shop_id: int, customer: Customer | None, cont
                                .where(CustomerTag.shop_id == shop_id, CustomerTag.customer_id == customer.id)).all()
         facts.update({"customer.orders_count": customer.orders_count, "customer.total_spent": customer.total_spent,
                       "customer.locale": customer.locale, "customer.has_email": bool(customer.email),
-                      "customer.has_phone": bool(customer.phone), "customer.tags": list(tags)})
+                      "customer.has_phone": bool(customer.phone), "customer.tags": list(tags),
+                      "customer.segments": segment_names(session, shop_id, customer.id)})
     cart, order = _subject_rows(session, context)
     if cart is not None:
         lines = session.scalar(select(func.count()).select_from(CartLine).where(CartLine.shop_id == shop_id,
@@ -191,6 +201,8 @@ def gather_facts(session: Session, shop_id: int, customer: Customer | None, cont
         if last is not None:
             facts.update({"last_message.opened": last.opened_at is not None,
                           "last_message.clicked": last.clicked_at is not None, "last_message.status": last.status})
+        if customer is not None:
+            facts["run.custom_events"] = custom_events_since_start(session, shop_id, customer.id, run_id)
     return facts
 
 
@@ -465,7 +477,8 @@ class _Advance:
         message_context = {"flow_id": self.run.flow_id, "flow_run_id": self.run.id, "step": step["id"],
                            "cart_id": cart.id if cart else None, "order_id": order.id if order else None,
                            "recovery_url": cart.recovery_url if cart else None,
-                           "coupon_code": self.context.get("coupon_code")}
+                           "coupon_code": self.context.get("coupon_code"),
+                           **message_details(self.session, self.shop.id, self.context)}
         exit_conditions = []
         if cart is not None and step.get("kind") == "recovery":
             exit_conditions.append({"name": "cart_converted", "args": {"cart_id": cart.id}})
@@ -514,6 +527,7 @@ class _Advance:
                         CustomerTag.tag_id == tag.id)):
                     self.session.delete(link)
             self.decide("tag_removed", step, tag=step["remove"])
+        refresh_customers(self.session, self.shop.id, [self.run.customer_id], self.now)  # "has tag" segments
         self.follow(index)
         return "continue"
 
@@ -548,6 +562,19 @@ class _Advance:
             enqueue(self.session, job, shop_id=self.shop.id, coupon_id=coupon.id, dedupe_key=f"{job}:{self.shop.id}:{coupon.id}")
         self.context["coupon_code"] = coupon.code
         self.decide("coupon_minted", step, coupon_id=coupon.id, expires_at=coupon.expires_at.isoformat())
+        self.follow(index)
+        return "continue"
+
+    def step_sunset(self, step: dict, index: int) -> str:
+        """Stop marketing on a channel for a customer who no longer reads it: consent withdrawn, by the shop."""
+        from app.automations.signals import note_consent
+
+        channel = step.get("channel", "email")
+        consent = Consent(shop_id=self.shop.id, customer_id=self.run.customer_id, channel=channel, state="revoked",
+                          source="sunset", recorded_at=self.now)
+        self.session.add(consent)
+        note_consent(self.session, self.shop.id, consent)
+        self.decide("sunset", step, channel=channel)
         self.follow(index)
         return "continue"
 

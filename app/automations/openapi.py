@@ -9,9 +9,9 @@ _DEFINITION = {"type": "object", "required": ["trigger", "steps"], "properties":
     "trigger": {"type": "string", "description": "a signal kind, e.g. cart_abandoned, order_placed, order_paid"},
     "audience": {"type": "object", "description": "a condition: {field, op, value} or {all|any: [...]} or {not: ...}"},
     "exit": {"type": "array", "items": {"enum": ["purchased", "unsubscribed", "cart_emptied", "order_paid", "order_cancelled"]}},
-    "reentry": {"enum": ["skip", "restart"]},
+    "reentry": {"enum": ["skip", "restart", "parallel"]},
     "steps": {"type": "array", "items": {"type": "object", "required": ["id", "type"], "properties": {
-        "id": {"type": "string"}, "type": {"enum": ["wait", "condition", "send", "tag", "coupon", "webhook"]}}}}}}
+        "id": {"type": "string"}, "type": {"enum": ["wait", "condition", "send", "tag", "coupon", "webhook", "sunset"]}}}}}}
 _PROBLEMS = {"type": "object", "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "string"}}}}
 
 
@@ -29,8 +29,11 @@ def _flow_id() -> list[dict]:
 
 
 def openapi_document() -> dict:
+    from app.automations.product_alerts_api import openapi_paths as product_alert_paths
+    from app.automations.segments_api import openapi_paths
+
     flow = {"$ref": "#/components/schemas/Flow"}
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "Store companion API", "version": "1"},
         "servers": [{"url": "/api/v1"}],
@@ -67,3 +70,15 @@ def openapi_document() -> dict:
                 "get": _op("Signals, flow runs, messages and decisions about one customer, times in UTC and shop time")},
         },
     }
+    schemas, paths = openapi_paths()
+    document["components"]["schemas"].update(schemas)
+    document["paths"].update(paths)
+    schemas, paths = product_alert_paths()
+    document["components"]["schemas"].update(schemas)
+    document["paths"].update(paths)
+    from app.messaging.api import openapi_paths as outbox_paths
+
+    schemas, paths = outbox_paths()
+    document["components"]["schemas"].update(schemas)
+    document["paths"].update(paths)
+    return document

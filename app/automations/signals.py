@@ -6,6 +6,7 @@ names, addresses) is refused here, so that erasing a customer leaves nothing beh
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,8 @@ SIGNAL_KINDS = (
     "order_placed", "order_paid", "order_cancelled", "refund_created", "return_requested",
     "cart_updated", "cart_abandoned", "customer_created", "customer_updated", "consent_changed",
     "fulfillment_created", "shipment_status_changed", "tag_added", "custom_event", "birthday",
+    "browse_abandoned", "product_back_in_stock", "product_price_dropped", "subscriber_inactive", "return_received",
+    "tag_removed", "segment_entered", "segment_left",
 )
 # A record older than this when it reaches us (an initial import, a late backfill) is history, not news:
 # no flow should greet a customer for an order placed last year.
@@ -57,22 +60,54 @@ def emit_signal(session: Session, shop_id: int, kind: str, *, dedupe_key: str, c
 
     `dedupe_key` names the fact (e.g. `order_paid:<order id>`); recording the same fact twice is a no-op.
     """
+    now = now or utcnow()
+    values = _signal_row(shop_id, kind, dedupe_key, customer_id, subject, payload, occurred_at or now, now)
+    if values is None:
+        return None
+    statement = _insert_ignoring_duplicates(session).values(**values).on_conflict_do_nothing(
+        index_elements=["shop_id", "dedupe_key"]).returning(Signal.__table__.c.id)
+    return session.execute(statement).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class SignalFact:
+    """One fact for `emit_signals`: the arguments `emit_signal` takes."""
+
+    shop_id: int
+    kind: str
+    dedupe_key: str
+    customer_id: int | None = None
+    subject: tuple[str, int] | None = None
+    payload: dict | None = None
+
+
+def emit_signals(session: Session, facts: list[SignalFact], now: dt.datetime | None = None) -> None:
+    """Record many signals at once (one executemany, same checks and dedupe keys as `emit_signal`).
+
+    For a batch of work, such as the "shipped" signals of a 500-label print: one statement, not 500.
+    """
+    now = now or utcnow()
+    rows = [row for fact in facts if (row := _signal_row(fact.shop_id, fact.kind, fact.dedupe_key, fact.customer_id,
+                                                         fact.subject, fact.payload, now, now)) is not None]
+    if rows:
+        session.execute(_insert_ignoring_duplicates(session).on_conflict_do_nothing(
+            index_elements=["shop_id", "dedupe_key"]), rows)
+
+
+def _signal_row(shop_id: int, kind: str, dedupe_key: str, customer_id: int | None, subject: tuple[str, int] | None,
+                payload: dict | None, occurred_at: dt.datetime, now: dt.datetime) -> dict | None:
+    """The row to insert, or None when the fact is too old to matter; refuses unknown kinds and personal data."""
     if kind not in SIGNAL_KINDS:
         raise ValueError(f"unknown signal kind {kind!r}")
     payload = _plain(payload or {})
     leaked = _PERSONAL_KEYS & set(payload)
     if leaked:
         raise PersonalDataInSignal(f"signal payload may not carry {sorted(leaked)}")
-    now = now or utcnow()
-    occurred_at = occurred_at or now
     if now - occurred_at > SIGNAL_MAX_AGE:
         return None
-    values = dict(shop_id=shop_id, kind=kind, customer_id=customer_id, subject_type=subject[0] if subject else None,
-                  subject_id=subject[1] if subject else None, payload=payload, dedupe_key=dedupe_key[:255],
-                  occurred_at=occurred_at, created_at=now, routed_at=None)
-    statement = _insert_ignoring_duplicates(session).values(**values).on_conflict_do_nothing(
-        index_elements=["shop_id", "dedupe_key"]).returning(Signal.__table__.c.id)
-    return session.execute(statement).scalar_one_or_none()
+    return dict(shop_id=shop_id, kind=kind, customer_id=customer_id, subject_type=subject[0] if subject else None,
+                subject_id=subject[1] if subject else None, payload=payload, dedupe_key=dedupe_key[:255],
+                occurred_at=occurred_at, created_at=now, routed_at=None)
 
 
 # --- the hooks app/store/apply.py calls: each compares the row before and after an upsert ----------------
@@ -145,7 +180,8 @@ def note_consent(session: Session, shop_id: int, consent) -> None:
     session.flush()
     emit_signal(session, shop_id, "consent_changed", dedupe_key=f"consent_changed:{consent.id}",
                 customer_id=consent.customer_id, subject=("customer", consent.customer_id),
-                payload={"channel": consent.channel, "state": consent.state}, occurred_at=consent.recorded_at)
+                payload={"channel": consent.channel, "state": consent.state, "source": consent.source},
+                occurred_at=consent.recorded_at)
 
 
 def note_refund(session: Session, shop_id: int, order, refund_platform_id: str, amount, currency: str,
@@ -156,14 +192,34 @@ def note_refund(session: Session, shop_id: int, order, refund_platform_id: str, 
                          "financial_status": order.financial_status}, occurred_at=occurred_at)
 
 
-def note_return(session: Session, shop_id: int, held, existed: bool) -> None:
-    if existed:
-        return
+# A platform return in one of these states has reached the shop (Shopify closes a return once it is processed).
+RETURN_RECEIVED_STATUSES = {"closed", "received", "returned", "completed", "processed"}
+
+
+def note_return(session: Session, shop_id: int, held, existed: bool, status_before: str | None = None) -> None:
     session.flush()
     from app.models import Order
 
     order = session.get(Order, held.order_id) if held.order_id else None
-    emit_signal(session, shop_id, "return_requested", dedupe_key=f"return_requested:{held.id}",
-                customer_id=order.customer_id if order else None, subject=("order", held.order_id) if held.order_id else None,
-                payload={"return_id": held.id, "order_id": held.order_id, "status": held.status},
-                occurred_at=held.platform_updated_at)
+    who = dict(customer_id=order.customer_id if order else None,
+               subject=("order", held.order_id) if held.order_id else None,
+               payload={"return_id": held.id, "order_id": held.order_id, "status": held.status},
+               occurred_at=held.platform_updated_at)
+    if not existed:
+        emit_signal(session, shop_id, "return_requested", dedupe_key=f"return_requested:{held.id}", **who)
+    if held.status in RETURN_RECEIVED_STATUSES and status_before not in RETURN_RECEIVED_STATUSES:
+        emit_signal(session, shop_id, "return_received", dedupe_key=f"return_received:{held.id}", **who)
+
+
+def product_state(product) -> tuple:
+    """What `note_product` compares: taken before the incoming record overwrites the row."""
+    return (product.id is not None, product.stock_status, product.price)
+
+
+def note_product(session: Session, shop_id: int, product, before: tuple) -> None:
+    """Back in stock, or a lower price: one signal per customer who asked to hear about it (app.automations.product_alerts)."""
+    from app.automations.product_alerts import announce_product_change
+
+    existed, stock_before, price_before = before
+    if existed:
+        announce_product_change(session, shop_id, product, stock_before, price_before)

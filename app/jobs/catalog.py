@@ -20,8 +20,12 @@ JOB_MODULES = [
     "app.automations.detection",
     "app.automations.engine",
     "app.automations.birthdays",
+    "app.automations.browse",
+    "app.automations.engagement",
+    "app.automations.segments",
     "app.messaging.send",
     "app.messaging.double_opt_in",
+    "app.storefront.retention",
     "app.shipping.batches",
     "app.shipping.tracking",
 ]

@@ -55,6 +55,21 @@ def enqueue(
     return job_id
 
 
+def enqueue_many(session: Session, kind: str, keyed_args: list[tuple[int | None, str, dict]]) -> list[int]:
+    """Many `kind` jobs due now, each (shop id, dedupe key, arguments), in one INSERT ... ON CONFLICT DO NOTHING.
+
+    For a batch of work (a 500-label print): one statement instead of hundreds. Returns the ids inserted; keys
+    already present insert nothing, exactly as `enqueue` with a `dedupe_key`.
+    """
+    if not keyed_args:
+        return []
+    fallback = _default_max_attempts(session)
+    rows = [_job_values(kind, shop_id, args, None, dedupe_key, None, fallback) for shop_id, dedupe_key, args in keyed_args]
+    inserted = list(session.execute(_deduplicating_insert(session), rows).scalars())
+    session.info.setdefault("enqueued_job_ids", []).extend(inserted)
+    return inserted
+
+
 def enqueue_now(conn: Connection, kind: str, *, shop_id: int | None, default_max_attempts: int, **args: Any) -> int:
     """The webhook hot path's enqueue: a job due now, in `conn`'s transaction, straight on the driver.
 

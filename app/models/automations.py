@@ -1,4 +1,4 @@
-"""What automations keep besides flows: signals (facts that happened), decision traces, and API tokens.
+"""What automations keep besides flows: signals (facts that happened), decision traces, API tokens, segment members.
 
 None of these rows holds personal data (no email, phone or name): they carry ids, amounts and statuses,
 so erasing a customer leaves nothing behind once the customer row (and, by cascade, these) is gone.
@@ -70,3 +70,20 @@ class ApiToken(TenantScoped, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+
+class SegmentMember(TenantScoped, Base):
+    """A customer inside an enabled segment since `entered_at`; the row goes when the customer leaves."""
+
+    __tablename__ = "segment_members"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "segment_id", "customer_id"),
+        tenant_fk("segment_id", "segments", ondelete="CASCADE"),
+        tenant_fk("customer_id", "customers", ondelete="CASCADE"),
+        Index("ix_segment_members_shop_customer", "shop_id", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(IdType)
+    customer_id: Mapped[int] = mapped_column(IdType)
+    entered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

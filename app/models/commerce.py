@@ -146,7 +146,7 @@ class CartLine(TenantScoped, Base):
 
 class Product(TenantScoped, Base):
     __tablename__ = "products"
-    __table_args__ = (UniqueConstraint("shop_id", "platform_id"),)
+    __table_args__ = (UniqueConstraint("shop_id", "platform_id"), UniqueConstraint("shop_id", "id"))
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     platform_id: Mapped[str] = mapped_column(String(64))

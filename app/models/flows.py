@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, String, Text, UniqueConstraint, Index
+from sqlalchemy import JSON, String, Text, UniqueConstraint, Index, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdType, TenantScoped, tenant_fk, utcnow
@@ -61,13 +61,21 @@ class FlowRun(TenantScoped, Base):
 
 
 class Segment(TenantScoped, Base):
+    """A dynamic segment: a definition (app.automations.segments) and, when enabled, its stored membership."""
+
     __tablename__ = "segments"
-    __table_args__ = (UniqueConstraint("shop_id", "name"),)
+    __table_args__ = (UniqueConstraint("shop_id", "name"), UniqueConstraint("shop_id", "id"))
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     definition: Mapped[dict] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    member_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    # None until the first refresh of this version: that one records who is in without announcing entries
+    refreshed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Tag(TenantScoped, Base):

@@ -104,3 +104,32 @@ class TrackingEvent(TenantScoped, Base):
     raw_code: Mapped[str] = mapped_column(String(64))
     raw_text: Mapped[str] = mapped_column(Text, default="")
     location: Mapped[str | None] = mapped_column(String(255))
+
+
+class CourierPickup(TenantScoped, Base):
+    """A courier asked to come and collect parcels; written before the courier is called, so a second click is
+    seen as the same request rather than a second van."""
+
+    __tablename__ = "courier_pickups"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "id"),
+        UniqueConstraint("shop_id", "dedupe_key"),
+        tenant_fk("courier_account_id", "courier_accounts"),
+        tenant_fk("label_batch_id", "label_batches"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    courier_account_id: Mapped[int] = mapped_column(IdType)
+    label_batch_id: Mapped[int | None] = mapped_column(IdType)
+    courier: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    day: Mapped[dt.date]
+    ready_from: Mapped[str] = mapped_column(String(5))  # "HH:MM", the warehouse's local time
+    ready_until: Mapped[str] = mapped_column(String(5))
+    parcels: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="requesting")  # requesting, requested, refused, unknown
+    pickup_ref: Mapped[str | None] = mapped_column(String(64))  # the courier's order number
+    message: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -15,8 +15,9 @@ from app import db
 from app.models import CourierAccount, LabelBatch, Order, Shipment, Shop, utcnow
 from app.shipping.accounts import account_for_method, active_accounts, courier_for, is_cod, is_ready_to_ship, recipient_of
 from app.shipping.addresses import address_problems
+from app.shipping.pickups import PickupNotPossible, can_request_pickup, pickups_of, request_pickup
 from app.shipping.batches import (
-    PRINT_MEDIA, batch_shipments, create_batch, handover_lines, print_filename, retry_batch,
+    ENDED, PRINT_MEDIA, batch_shipments, create_batch, handover_lines, print_filename, retry_batch,
 )
 from app.storefront.ratelimit import count_hits
 from app.tenancy import shop_context
@@ -94,10 +95,13 @@ def login(shop_id: int):
 # --- orders ready to ship ------------------------------------------------------------------------------------
 
 def _ready_orders(session, accounts, filters: dict, zone: ZoneInfo) -> list[dict]:
-    """Orders not cancelled, not fulfilled, without a live shipment; paid or COD (decided per row: COD has many names)."""
-    live = select(Shipment.id).where(Shipment.order_id == Order.id, Shipment.status != "cancelled").exists()
+    """Orders not cancelled, without a live shipment, not fulfilled unless their parcel came back; paid or COD."""
+    live = select(Shipment.id).where(Shipment.order_id == Order.id, Shipment.status.not_in(ENDED)).exists()
+    # An order whose parcel came back (or was cancelled) is fulfilled at the store, yet ready to ship again.
+    ended = select(Shipment.id).where(Shipment.order_id == Order.id, Shipment.status.in_(ENDED)).exists()
     query = (select(Order).where(Order.cancelled_at.is_(None), ~live,
-                                 or_(Order.fulfillment_status.is_(None), Order.fulfillment_status.not_in(FULFILLED)))
+                                 or_(Order.fulfillment_status.is_(None), Order.fulfillment_status.not_in(FULFILLED),
+                                     ended))
              .order_by(Order.placed_at.desc(), Order.id.desc()))
     if filters.get("method"):
         query = query.where(Order.shipping_method == filters["method"])
@@ -213,10 +217,13 @@ def batch_page(shop_id: int, batch_id: int):
     numbers = {o.id: o.number for o in session_.scalars(select(Order).where(Order.id.in_(batch.order_ids)))}
     unknown = session_.scalars(select(Shipment).where(Shipment.label_batch_id == batch.id,
                                                       Shipment.status == "unknown")).all()
+    account = session_.get(CourierAccount, batch.courier_account_id)
     return render_template("warehouse/batch.html", shop=session_.get(Shop, shop_id), batch=batch,
                            progress=batch_progress(batch), shipments=shipments, numbers=numbers, unknown=unknown,
-                           account=session_.get(CourierAccount, batch.courier_account_id),
-                           autoprint=request.args.get("autoprint") == "1")
+                           account=account, autoprint=request.args.get("autoprint") == "1",
+                           pickups=pickups_of(session_, batch), can_pickup=can_request_pickup(account),
+                           tomorrow=(utcnow().astimezone(_zone(session_.get(Shop, shop_id))).date()
+                                     + dt.timedelta(days=1)).isoformat())
 
 
 @warehouse.route("/<int:shop_id>/batches/<int:batch_id>.json")
@@ -243,7 +250,8 @@ def handover(shop_id: int, batch_id: int):
     lines = handover_lines(session_, batch)
     return render_template("warehouse/handover.html", shop=session_.get(Shop, shop_id), batch=batch, lines=lines,
                            account=session_.get(CourierAccount, batch.courier_account_id),
-                           parcels=sum(line.parcels for line in lines), printed_at=utcnow())
+                           parcels=sum(line.parcels for line in lines), printed_at=utcnow(),
+                           pickups=[p for p in pickups_of(session_, batch) if p.status == "requested"])
 
 
 @warehouse.route("/<int:shop_id>/batches/<int:batch_id>/retry", methods=["POST"])
@@ -297,3 +305,26 @@ def cancel(shop_id: int, shipment_id: int):
     shipment.status, shipment.next_poll_at = "cancelled", None
     session_.commit()
     return redirect(back if back.startswith(f"/warehouse/{shop_id}/") else url_for("warehouse.orders", shop_id=shop_id), 303)
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>/pickup", methods=["POST"])
+@staff_only
+def pickup(shop_id: int, batch_id: int):
+    """Ask the batch's courier to collect its parcels on a day, between two times (the warehouse's clock)."""
+    batch = _batch_or_404(batch_id)
+    session_ = db()
+    try:
+        day = dt.date.fromisoformat(request.form.get("day") or "")
+        ready_from = dt.time.fromisoformat(request.form.get("from") or "")
+        ready_until = dt.time.fromisoformat(request.form.get("until") or "")
+    except ValueError:
+        abort(400, "choose a day and a time window")
+    try:
+        asked = request_pickup(session_, batch, day, ready_from, ready_until, note=request.form.get("note") or "",
+                               requested_by="warehouse")
+    except PickupNotPossible as exc:
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id), message=str(exc)), 409
+    if asked.status == "refused":
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"The courier did not take the pickup: {asked.message}"), 502
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch_id) + "#pickup", 303)

@@ -10,6 +10,7 @@ from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
 from app.models import DataExport, Order, Shipment, Shop, utcnow
 from app.shopify.access import stop_shop_jobs
+from app.automations.signals import emit_signal
 from app.store.apply import apply_cart, apply_customer, apply_order, apply_refund, apply_return, customer_by_platform_id, record_platform_consent
 from app.store.privacy import export_customer_data, redact_customer
 from connectors.shopify import mapping
@@ -71,6 +72,13 @@ def _fulfillment(ctx, shop_id: int, payload: dict, topic: str) -> str:
     shipment.tracking_numbers = list(update.tracking_numbers)
     shipment.status_raw = update.shipment_status or update.status
     ctx.session.flush()
+    if shipment.tracking_numbers and order is not None:
+        # "shipped" for the flows, once per shipment; one from our print station has signalled it already (same key)
+        emit_signal(ctx.session, shop_id, "fulfillment_created", dedupe_key=f"fulfillment_created:shipment:{shipment.id}",
+                    customer_id=order.customer_id, subject=("order", order.id), occurred_at=update.updated_at,
+                    payload={"shipment_id": shipment.id, "order_id": order.id, "courier": shipment.courier,
+                             "tracking_number": shipment.tracking_numbers[0],
+                             "tracking_url": update.tracking_urls[0] if update.tracking_urls else None, "status": "created"})
     return "applied"
 
 

@@ -178,12 +178,14 @@ def apply_product(session: Session, shop_id: int, record: StoreProduct) -> Produ
                              currency=record.price.currency)
     if product is None:
         return None
+    before = signals.product_state(product)
     product.title, product.sku = record.title, record.sku
     product.price, product.currency = record.price.amount, record.price.currency
     product.stock_status, product.stock_quantity = record.stock_status, record.stock_quantity
     product.url, product.image_url = record.url, record.image_url
     product.platform_updated_at = record.updated_at
     session.flush()
+    signals.note_product(session, shop_id, product, before)
     return product
 
 
@@ -202,17 +204,18 @@ def apply_refund(session: Session, shop_id: int, record: StoreRefund) -> Order |
 
 def apply_return(session: Session, shop_id: int, platform_id: str, order_platform_id: str | None, status: str,
                  updated_at: dt.datetime | None) -> ReturnRequest | None:
+    order = None
+    if order_platform_id:  # looked up first: a query after the new row is added would flush it without a status
+        order = session.scalars(select(Order).where(Order.shop_id == shop_id, Order.platform_id == order_platform_id)).first()
     held = _row_to_update(session, ReturnRequest, shop_id, ReturnRequest.platform_id, platform_id, updated_at)
     if held is None:
         return None
     existed = held.id is not None
-    order = None
-    if order_platform_id:
-        order = session.scalars(select(Order).where(Order.shop_id == shop_id, Order.platform_id == order_platform_id)).first()
+    status_before = held.status
     held.order_id = order.id if order else held.order_id
     held.order_platform_id = order_platform_id
     held.status = status
     held.platform_updated_at = updated_at
     session.flush()
-    signals.note_return(session, shop_id, held, existed)
+    signals.note_return(session, shop_id, held, existed, status_before)
     return held

@@ -23,6 +23,8 @@ from app.models import (
     OrderLine,
     PushSubscription,
     ReturnRequest,
+    Segment,
+    SegmentMember,
     Shipment,
     Shop,
     Suppression,
@@ -92,6 +94,10 @@ def export_customer_data(session: Session, shop_id: int, *, platform_id: str | N
         "tags": [{"customer_id": ct.customer_id, "tag": tag_names.get(ct.tag_id)} for ct in session.scalars(
             select(CustomerTag).where(CustomerTag.shop_id == shop_id, CustomerTag.customer_id.in_(ids)))],
         "flow_runs": [_plain(r) for r in session.scalars(select(FlowRun).where(FlowRun.shop_id == shop_id, FlowRun.customer_id.in_(ids)))],
+        "segments": [{"customer_id": member.customer_id, "segment": name, "entered_at": member.entered_at.isoformat()}
+                     for member, name in session.execute(select(SegmentMember, Segment.name).join(
+                         Segment, Segment.id == SegmentMember.segment_id).where(
+                         SegmentMember.shop_id == shop_id, SegmentMember.customer_id.in_(ids)))],
         "shipments": [_plain(s, skip=("label",)) for s in shipments],
         "tracking_events": [_plain(t) for t in session.scalars(select(TrackingEvent).where(
             TrackingEvent.shop_id == shop_id, TrackingEvent.shipment_id.in_([s.id for s in shipments])))] if shipments else [],

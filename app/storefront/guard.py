@@ -6,12 +6,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from flask import current_app, request
-from sqlalchemy import Connection, select, text
+from sqlalchemy import select, text
 
+from app.db import driver_transaction
 from app.models import Shop
 from app.storefront import ratelimit
 
@@ -184,26 +185,20 @@ def _redis():
     return client
 
 
-def rate_limit_refusal(shop: StorefrontShop, visitor_id: str | None, conn) -> Rejected | None:
-    """Count this request per IP and per visitor on `conn` (or Redis); the refusal to raise once either is over its limit.
+def _limiter() -> ratelimit.BatchedCounts:
+    return current_app.extensions.setdefault("storefront_rate_limits", ratelimit.BatchedCounts())
 
-    Returned, not raised, so the caller can commit the counts before refusing.
-    """
-    limits = runtime().settings.storefront
-    keys = {f"ip:{client_ip()}": limits.ip_requests_per_minute}
+
+def _limits(settings, shop: StorefrontShop, visitor_id: str | None) -> dict[str, int]:
+    keys = {f"ip:{client_ip()}": settings.ip_requests_per_minute}
     if visitor_id:
-        keys[f"v:{shop.id}:{visitor_id}"] = limits.visitor_requests_per_minute
-    client = _redis()
-    try:
-        counts = ratelimit.count_hits(conn, list(keys), client)
-    except Exception as exc:  # noqa: BLE001 - only Redis errors get here; the database's propagate below
-        if client is None:
-            raise
-        # Redis down: the storefront keeps working unlimited rather than refusing every shopper.
-        log.warning("storefront rate limits skipped: Redis failed", extra={"error": type(exc).__name__})
-        return None
-    for key, limit in keys.items():
-        if counts.get(key, 0) > limit:
+        keys[f"v:{shop.id}:{visitor_id}"] = settings.visitor_requests_per_minute
+    return keys
+
+
+def _refusal(counts: ratelimit.BatchedCounts, limits: dict[str, int]) -> Rejected | None:
+    for key, limit in limits.items():
+        if counts.estimate(key) > limit:
             who = "this visitor" if key.startswith("v:") else "this IP address"
             retry = ratelimit.WINDOW_SECONDS - int(time.time()) % ratelimit.WINDOW_SECONDS
             return Rejected(429, "rate_limited", f"too many requests from {who}: the limit is {limit} a minute",
@@ -211,40 +206,60 @@ def rate_limit_refusal(shop: StorefrontShop, visitor_id: str | None, conn) -> Re
     return None
 
 
-def _count_alone(shop: StorefrontShop, visitor_id: str | None) -> None:
-    if _redis() is not None:
-        refusal = rate_limit_refusal(shop, visitor_id, None)
-    else:
-        engine = runtime().engine
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                # A counter lost in a crash costs nothing; not waiting for the WAL flush keeps the busy IP's
-                # counter row locked for microseconds, not for a disk write.
-                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            refusal = rate_limit_refusal(shop, visitor_id, conn)
-    if refusal is not None:
-        raise refusal
+def _sync_to_redis(counts: ratelimit.BatchedCounts, client, window: int, batch: dict[str, int]) -> None:
+    try:
+        totals = ratelimit.add_hits(None, batch, window, client)
+    except Exception as exc:  # noqa: BLE001 - Redis errors of any kind
+        # Redis down: the storefront keeps working on this process's own counts rather than refusing every shopper.
+        log.warning("storefront rate limits not shared: Redis failed", extra={"error": type(exc).__name__})
+        return
+    counts.synced(window, totals)
 
 
-def enforce_rate_limits(shop: StorefrontShop, visitor_id: str | None) -> None:
-    """Count this request in its own short transaction and refuse it with 429 when over a limit."""
-    _count_alone(shop, visitor_id)
+def within_rate_limits(shop: StorefrontShop, visitor_id: str | None, work: Callable[[Any], T] | None = None) -> T | None:
+    """Count the request per IP and per visitor and, unless it is over a limit, run `work(driver_connection)` in one
+    transaction (a write straight on the driver: app/db.py `driver_transaction`).
 
-
-def within_rate_limits(shop: StorefrontShop, visitor_id: str | None, work: Callable[[Connection], T]) -> T:
-    """Count the request and, unless it is over a limit, run `work(conn)`: one transaction, one commit.
-
-    The counts commit even when the request is refused. On PostgreSQL the busy IP's counter row stays
-    locked until that commit; measured on loopback, one transaction still beats a separate, asynchronously
-    committed count (fewer round trips), and real traffic spreads over many IPs.
+    Counts are kept per process and added to the shared counters (Redis, else the database) in batches
+    (app/storefront/ratelimit.py), so most requests decide without a round trip. When a batch is due on
+    the database it is written in the request's own transaction: one commit, and refused requests count too.
     """
-    if _redis() is not None:
-        _count_alone(shop, visitor_id)
-        with runtime().engine.begin() as conn:
-            return work(conn)
-    with runtime().engine.begin() as conn:
-        refusal = rate_limit_refusal(shop, visitor_id, conn)
-        result = None if refusal is not None else work(conn)
+    companion = runtime()
+    counts = _limiter()
+    limits = _limits(companion.settings.storefront, shop, visitor_id)
+    window, batch = counts.count(limits)
+    if batch is not None and companion.settings.redis_url:
+        _sync_to_redis(counts, _redis(), window, batch)
+        batch = None
+    engine = companion.engine
+    if batch is None:
+        refusal = _refusal(counts, limits)
+        if refusal is not None:
+            raise refusal
+        if work is None:
+            return None
+        with driver_transaction(engine) as driver:
+            return work(driver)
+    totals = None
+    try:
+        with engine.begin() as conn:
+            if work is None and engine.dialect.name == "postgresql":
+                # A counter lost in a crash costs nothing; not waiting for the WAL flush keeps the counter rows
+                # locked for microseconds, not for a disk write.
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            totals = ratelimit.add_hits(conn, batch, window)
+            counts.synced(window, totals)
+            refusal = _refusal(counts, limits)
+            result = None if refusal is not None or work is None else work(conn.connection.driver_connection)
+    except Exception:
+        if totals is None:  # else the rolled-back totals already hold the batch; either way the next sync corrects it
+            counts.unsynced(window, batch)
+        raise
     if refusal is not None:
         raise refusal
     return result
+
+
+def enforce_rate_limits(shop: StorefrontShop, visitor_id: str | None) -> None:
+    """Count this request and refuse it with 429 when over a limit."""
+    within_rate_limits(shop, visitor_id)

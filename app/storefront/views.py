@@ -86,7 +86,9 @@ def public_endpoint(view):
         g.storefront_origin = require_origin(shop)
         if request.method == "OPTIONS":
             return Response(status=204, headers=cors_headers(g.storefront_origin, preflight=True))
-        response = make_response(view(shop, *args, **kwargs))
+        response = view(shop, *args, **kwargs)
+        if not isinstance(response, Response):
+            response = make_response(response)
         response.headers.update(cors_headers(g.storefront_origin))
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -98,8 +100,8 @@ def _proof() -> optin.Proof:
     return optin.Proof(ip_address=client_ip(), user_agent=user_agent())
 
 
-def _accepted(**extra):
-    return jsonify(status="accepted", **extra), 202
+def _accepted(**extra) -> Response:
+    return Response(json.dumps({"status": "accepted", **extra}, separators=(",", ":")), 202, mimetype="application/json")
 
 
 # --- assets -----------------------------------------------------------------------------------------
@@ -189,14 +191,16 @@ def _installation_vapid_key() -> str | None:
 @public_endpoint
 def events(shop):
     """A batch of page views, product views and add-to-carts; good events are stored even beside bad ones."""
+    companion = runtime()
     body = read_json_body()
     visitor_id = v.visitor_id(body)
-    raw_events = v.items(body, "events", runtime().settings.storefront.max_events_per_batch)
+    raw_events = v.items(body, "events", companion.settings.storefront.max_events_per_batch)
     now = capture.utcnow()
     rows, problems = capture.parse_events(raw_events, visitor_id, now)
     if problems and not rows:
         raise Rejected(400, "invalid_events", "no event was valid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5]))
-    stored = within_rate_limits(shop, visitor_id, lambda conn: capture.store_events(conn, shop.id, rows))
+    batch = capture.EventBatch(companion.engine.dialect, shop.id, rows)
+    stored = within_rate_limits(shop, visitor_id, batch.insert)
     return _accepted(stored=stored, rejected=problems)
 
 
@@ -320,3 +324,6 @@ def _push_unsubscribe(shop):
     with runtime().sessions.begin() as session, shop_context(shop.id):
         optin.unsubscribe_push(session, endpoint)
     return _accepted()
+
+
+from app.storefront import product_alerts  # noqa: E402,F401 - adds /s/product-alert to this blueprint

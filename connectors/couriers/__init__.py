@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from connectors.couriers.base import (
-    TERMINAL, Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, RetryPolicy, StatusMap,
-    TokenCache, Unsupported, load_status_map,
+    TERMINAL, Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult,
+    RetryPolicy, StatusMap, TokenCache, Unsupported, load_status_map,
 )
 from connectors.couriers.cargus import Cargus
 from connectors.couriers.dpd_polska import DpdPolska
@@ -44,6 +44,6 @@ def make(name: str, **settings) -> Courier:
 
 __all__ = [
     "Capability", "Cargus", "Courier", "CourierRefused", "DpdPolska", "DpdRomania", "FanCourier", "InPost", "LabelFormat", "LabelSize",
-    "ManualCourier", "PickupPoint", "REGISTRY", "RetryPolicy", "Sameday", "StatusMap", "TERMINAL", "TokenCache",
+    "ManualCourier", "PickupPoint", "PickupRequest", "PickupResult", "REGISTRY", "RetryPolicy", "Sameday", "StatusMap", "TERMINAL", "TokenCache",
     "Unsupported", "courier_class", "load_status_map", "make", "render_label",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from concurrent.futures import ThreadPoolExecutor
 import json
 import re
 import threading
@@ -46,6 +47,8 @@ class Capability(str, enum.Enum):
     CANCEL = "cancel"
     PICKUP_REQUEST = "pickup_request"
     LOOKUP_BY_REFERENCE = "lookup_by_reference"  # an ambiguous create can be resolved without buying twice
+    BULK_CREATE = "bulk_create"  # several shipments per create call (FAN's /intern-awb takes a list)
+    ASYNC_CREATE = "async_create"  # a create may answer before the tracking number exists: ask `confirm` later
 
 
 class LabelFormat(str, enum.Enum):
@@ -93,6 +96,34 @@ class PickupPoint:
     longitude: Decimal | None = None
     cash_on_delivery: bool | None = None
     raw: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PickupRequest:
+    """Ask the courier to come and collect parcels: where, on which day, between which hours, what it takes.
+
+    `shipments` are the courier's ids for what is handed over (AWBs, ShipX shipment ids); couriers that collect
+    by pickup location rather than by parcel ignore them.
+    """
+
+    address: Address
+    day: dt.date
+    ready_from: dt.time
+    ready_until: dt.time
+    parcels: int
+    weight_kg: Decimal
+    shipments: tuple[str, ...] = ()
+    envelopes: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PickupResult:
+    """The courier's number for the pickup order (what staff quote on the phone), as the courier answered it."""
+
+    courier: str
+    pickup_id: str
+    raw: Any = None
 
 
 # --- status maps ----------------------------------------------------------------------------------
@@ -249,6 +280,10 @@ class Courier:
     auth_failure_statuses: ClassVar[tuple[int, ...]] = (401,)
     renews_tokens: ClassVar[bool] = True  # False for couriers with a fixed API token (nothing to renew)
     tracking_batch: ClassVar[int] = 50
+    create_batch: ClassVar[int] = 1  # shipments per create call, for couriers with BULK_CREATE
+    # Calls in flight at once for one account: the couriers publish no rate limits, so a few (a 429 still
+    # backs off through RetryPolicy); a courier that is known to be strict lowers it.
+    max_concurrency: ClassVar[int] = 4
 
     def __init__(self, *, base_url: str | None = None, session: requests.Session | None = None,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT, retry: RetryPolicy = RetryPolicy(),
@@ -365,16 +400,80 @@ class Courier:
             return found
 
     def create_shipments(self, requests_: Sequence[ShipmentRequest]) -> list[ShipmentResult | ConnectorError]:
-        """One outcome per request, in order: a result, or the error that stopped that one (the rest go on)."""
-        outcomes: list[ShipmentResult | ConnectorError] = []
-        for request in requests_:
+        """One outcome per request, in order: a result, or the error that stopped that one (the rest go on).
+
+        Couriers that take several shipments per call get them `create_batch` at a time; the others get one call
+        per shipment, at most `max_concurrency` in flight. A refused login stops everything not yet sent: those
+        requests get the same AuthError as their outcome (nothing was bought for them).
+        """
+        requests_ = list(requests_)
+        if not requests_:
+            return []
+        if self.can(Capability.BULK_CREATE) and self.create_batch > 1:
+            chunks = [requests_[start:start + self.create_batch] for start in range(0, len(requests_), self.create_batch)]
+            work: Callable[[Any], list] = self._create_chunk
+        else:
+            chunks = [[request] for request in requests_]
+            work = lambda chunk: [self.create_shipment(chunk[0])]  # noqa: E731
+        refused: list[AuthError] = []
+
+        def attempt(chunk: list[ShipmentRequest]) -> list[ShipmentResult | ConnectorError]:
+            if refused:
+                return [refused[0]] * len(chunk)
             try:
-                outcomes.append(self.create_shipment(request))
-            except AuthError:
-                raise  # every following request would fail the same way
+                return work(chunk)
+            except AuthError as exc:
+                refused.append(exc)
+                return [exc] * len(chunk)
             except ConnectorError as exc:
-                outcomes.append(exc)
-        return outcomes
+                return [exc] * len(chunk)
+
+        workers = max(1, min(self.max_concurrency, len(chunks)))
+        if workers == 1:
+            outcomes = [attempt(chunk) for chunk in chunks]
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-create") as pool:
+                outcomes = list(pool.map(attempt, chunks))
+        return [outcome for chunk in outcomes for outcome in chunk]
+
+    def _create_chunk(self, chunk: list[ShipmentRequest]) -> list[ShipmentResult | ConnectorError]:
+        """Several new shipments in one call (BULK_CREATE); an ambiguous answer is looked up by reference."""
+        for request in chunk:
+            if not request.reference:
+                raise ValueError("a shipment request needs our reference: it is what stops a retry buying twice")
+        sent_at = dt.datetime.now(dt.timezone.utc)
+        try:
+            return self._create_many(chunk)
+        except AmbiguousOutcome as unknown:
+            if not self.can(Capability.LOOKUP_BY_REFERENCE):
+                raise
+            try:
+                found = self._find_many(chunk, sent_at - dt.timedelta(hours=1))
+            except ConnectorError:
+                raise unknown from None
+            return [found.get(request.reference) or unknown for request in chunk]
+
+    def _create_many(self, chunk: list[ShipmentRequest]) -> list[ShipmentResult | ConnectorError]:
+        raise Unsupported(f"{self.name} creates one shipment per call")
+
+    def _find_many(self, requests_: list[ShipmentRequest], since: dt.datetime) -> dict[str, ShipmentResult]:
+        """The shipments earlier attempts made for these references (those found), by reference."""
+        found = {}
+        for request in requests_:
+            result = self._find(request, since)
+            if result is not None:
+                found[request.reference] = result
+        return found
+
+    def confirm(self, shipment: ShipmentResult) -> ShipmentResult:
+        """The shipment as the courier holds it now. For couriers that number shipments after answering the
+        create (ASYNC_CREATE), its `tracking_numbers` stay empty until the courier has given it one."""
+        if shipment.tracking_numbers or not self.can(Capability.ASYNC_CREATE):
+            return shipment
+        return self._confirm(shipment)
+
+    def _confirm(self, shipment: ShipmentResult) -> ShipmentResult:
+        raise Unsupported(f"{self.name} numbers its shipments when it creates them")
 
     def find_shipment(self, request: ShipmentRequest, *, since: dt.datetime | None = None) -> ShipmentResult | None:
         """The shipment an earlier attempt made for `request.reference`, or None when there is none."""
@@ -427,8 +526,18 @@ class Courier:
             raise Unsupported(f"{self.name} cannot cancel shipments")
         return self._cancel(self._label_key(shipment))
 
-    def request_pickup(self, *args: Any, **kwargs: Any) -> Any:
-        raise Unsupported(f"{self.name}: courier pickup requests are not implemented yet")
+    def request_pickup(self, pickup: PickupRequest) -> PickupResult:
+        """Order a courier to collect `pickup` (PICKUP_REQUEST). Not idempotent at any courier: callers record
+        that they asked, under a unique key, before calling."""
+        if not self.can(Capability.PICKUP_REQUEST):
+            raise Unsupported(f"{self.name}: pickups cannot be requested through this courier's API; "
+                              f"book the collection by phone or in the courier's own panel")
+        if pickup.ready_until <= pickup.ready_from:
+            raise ValueError("the pickup window ends before it starts")
+        return self._pickup(pickup)
+
+    def _pickup(self, pickup: PickupRequest) -> PickupResult:
+        raise Unsupported(f"{self.name} takes no pickup requests")
 
     # --- transport --------------------------------------------------------------------------------------
 

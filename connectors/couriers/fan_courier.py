@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import requests
 
 from connectors.couriers.base import (
-    Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, error_text, load_status_map,
-    local_time, number, split_street, tracking_result,
+    Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult, error_text,
+    load_status_map, local_time, number, split_street, tracking_result,
 )
 from connectors.errors import InvalidPayload
 from connectors.records import (
@@ -29,10 +29,11 @@ class FanCourier(Courier):
     capabilities = frozenset({
         Capability.LABEL_PDF, Capability.LABEL_ZPL, Capability.SIZE_A6, Capability.PICKUP_POINTS,
         Capability.TRACKING, Capability.BULK_TRACKING, Capability.COD, Capability.CANCEL,
-        Capability.LOOKUP_BY_REFERENCE,
+        Capability.LOOKUP_BY_REFERENCE, Capability.BULK_CREATE, Capability.PICKUP_REQUEST,
     })
     status_map = load_status_map("fan_courier")
     tracking_batch = 50
+    create_batch = 50  # /intern-awb takes a list of shipments; FAN documents no ceiling, so stay modest
 
     def __init__(self, client_id: str, username: str, password: str, *, language: str = "ro", zpl_dpi: int = 203,
                  **options: Any):
@@ -112,23 +113,40 @@ class FanCourier(Courier):
         }
 
     def _create(self, request: ShipmentRequest) -> ShipmentResult:
-        response = self._call("POST", "/intern-awb", what=f"AWB for {request.reference}", idempotent=False,
-                              json_body={"clientId": self.client_id, "shipments": [self._payload(request)]})
+        outcome = self._create_many([request])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _create_many(self, chunk: list[ShipmentRequest]) -> list[ShipmentResult | CourierRefused]:
+        """POST /intern-awb with several shipments; FAN answers one entry per shipment, in order."""
+        what = f"AWB for {chunk[0].reference}" if len(chunk) == 1 else f"{len(chunk)} AWBs"
+        response = self._call("POST", "/intern-awb", what=what, idempotent=False,
+                              json_body={"clientId": self.client_id, "shipments": [self._payload(r) for r in chunk]})
         body = self._json(response, "AWB")
         results = body.get("response") if isinstance(body, dict) else None
-        if not results:
-            raise InvalidPayload(f"fancourier AWB for {request.reference}: no response list ({error_text(response)})")
-        result = results[0]
-        if result.get("errors") or not result.get("awbNumber"):
-            raise CourierRefused(f"fancourier refused the AWB for {request.reference}",
-                                 _field_errors(result.get("errors")), response.status_code)
-        awb = str(result["awbNumber"])
-        tariff = result.get("tariff")
-        return ShipmentResult(request.reference, (awb,), Money.parse(tariff, "RON") if tariff is not None else None,
-                              raw=result, courier=self.name, shipment_id=awb)
+        if not results or len(results) != len(chunk):
+            raise InvalidPayload(f"fancourier {what}: expected {len(chunk)} answers ({error_text(response)})")
+        outcomes: list[ShipmentResult | CourierRefused] = []
+        for request, result in zip(chunk, results):
+            if result.get("errors") or not result.get("awbNumber"):
+                outcomes.append(CourierRefused(f"fancourier refused the AWB for {request.reference}",
+                                               _field_errors(result.get("errors")), response.status_code))
+                continue
+            awb = str(result["awbNumber"])
+            tariff = result.get("tariff")
+            outcomes.append(ShipmentResult(request.reference, (awb,),
+                                           Money.parse(tariff, "RON") if tariff is not None else None,
+                                           raw=result, courier=self.name, shipment_id=awb))
+        return outcomes
 
     def _find(self, request: ShipmentRequest, since: dt.datetime) -> ShipmentResult | None:
-        """Read FAN's AWB report ("borderou") day by day from `since`, newest first, for our reference."""
+        return self._find_many([request], since).get(request.reference)
+
+    def _find_many(self, requests_: list[ShipmentRequest], since: dt.datetime) -> dict[str, ShipmentResult]:
+        """Read FAN's AWB report ("borderou") day by day from `since`, newest first, for our references."""
+        wanted = {request.reference for request in requests_}
+        found: dict[str, ShipmentResult] = {}
         today = dt.datetime.now(ZoneInfo(ZONE)).date()
         day = max(since.astimezone(ZoneInfo(ZONE)).date(), today - dt.timedelta(days=7))
         days = [day + dt.timedelta(days=n) for n in range((today - day).days + 1)]
@@ -141,17 +159,20 @@ class FanCourier(Courier):
                 body = self._json(response, "AWB report")
                 for row in body.get("data") or []:
                     info = row.get("info") or {}
-                    if str(info.get("content", "")).strip() == request.reference and info.get("awbNumber"):
+                    reference = str(info.get("content", "")).strip()
+                    if reference in wanted and reference not in found and info.get("awbNumber"):
                         awb = str(info["awbNumber"])
                         cost = info.get("cost")
-                        return ShipmentResult(request.reference, (awb,),
-                                              Money.parse(cost, "RON") if cost is not None else None,
-                                              raw=row, courier=self.name, shipment_id=awb)
+                        found[reference] = ShipmentResult(reference, (awb,),
+                                                          Money.parse(cost, "RON") if cost is not None else None,
+                                                          raw=row, courier=self.name, shipment_id=awb)
+                if len(found) == len(wanted):
+                    return found
                 total = int(body.get("total") or 0)
                 if page * _PAGE >= total:
                     break
                 page += 1
-        return None
+        return found
 
     def _cancel(self, key: str) -> bool:
         try:
@@ -160,6 +181,30 @@ class FanCourier(Courier):
         except CourierRefused:
             return False  # FAN refuses once the AWB has been scanned
         return self._json(response, "cancel").get("status") == "success"
+
+    # --- courier pickup ("comanda curier") ---------------------------------------------------------------------
+
+    def _pickup(self, pickup: PickupRequest) -> PickupResult:
+        """POST /order, type Standard: FAN collects from the account's own address (FAN wants a window of at
+        least two hours). One order covers the day's parcels, so no AWB is named on it."""
+        body = {"clientId": self.client_id, "info": {
+            "awbNumber": "",
+            "packages": {"parcel": pickup.parcels, "envelope": pickup.envelopes},
+            "weight": number(pickup.weight_kg),
+            "dimensions": {"width": 0, "length": 0, "height": 0},
+            "orderType": "Standard",
+            "pickupDate": pickup.day.isoformat(),
+            "pickupHours": {"first": pickup.ready_from.strftime("%H:%M"), "second": pickup.ready_until.strftime("%H:%M")},
+            "observations": pickup.note,
+        }}
+        response = self._call("POST", "/order", what=f"courier order for {pickup.day}", idempotent=False,
+                              json_body=body)
+        answer = self._json(response, "courier order")
+        order_id = (answer.get("data") or {}).get("id") if isinstance(answer, dict) else None
+        if answer.get("status") != "success" or order_id in (None, ""):
+            raise CourierRefused(f"fancourier refused the courier order: {error_text(response)}",
+                                 _field_errors(answer.get("errors")), response.status_code)
+        return PickupResult(self.name, str(order_id), answer)
 
     # --- labels ----------------------------------------------------------------------------------------------
 

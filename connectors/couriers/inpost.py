@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import requests
 
 from connectors.couriers.base import (
-    Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, error_text, load_status_map, number,
-    split_street, tracking_result,
+    Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult, error_text,
+    load_status_map, number, split_street, tracking_result,
 )
 from connectors.errors import InvalidPayload, NotFound
 from connectors.records import (
@@ -23,8 +23,9 @@ _CANCELLABLE = ("created", "offers_prepared", "offer_selected")
 class InPost(Courier):
     """One ShipX organization with its API token (long-lived, from Manager Paczek: nothing to log in or renew).
 
-    ShipX creates asynchronously: a new shipment has no tracking number until it is `confirmed`, so
-    create_shipment reads it back a few times (bounded) before returning.
+    ShipX creates asynchronously: a new shipment has no tracking number (and no label) until it is `confirmed`.
+    create_shipment reads it back a few times (bounded) before returning; a result still without a number is
+    finished later with `confirm`, which reads GET /v1/shipments/{id} once per call.
     """
 
     name: ClassVar[str] = "inpost"
@@ -32,11 +33,12 @@ class InPost(Courier):
     capabilities = frozenset({
         Capability.LABEL_PDF, Capability.LABEL_ZPL, Capability.SIZE_A6, Capability.PICKUP_POINTS,
         Capability.TRACKING, Capability.COD, Capability.CANCEL, Capability.LOOKUP_BY_REFERENCE,
+        Capability.ASYNC_CREATE, Capability.PICKUP_REQUEST,
     })
     status_map = load_status_map("inpost")
     renews_tokens: ClassVar[bool] = False
 
-    def __init__(self, token: str, organization_id: int | str, *, confirm_reads: int = 10,
+    def __init__(self, token: str, organization_id: int | str, *, confirm_reads: int = 3,
                  confirm_wait: float = 0.5, sending_method: str = "dispatch_order", **options: Any):
         super().__init__(**options)
         self._api_token, self.organization_id = token, str(organization_id)
@@ -131,6 +133,11 @@ class InPost(Courier):
             shipment = self.shipment(str(shipment["id"]))
         return shipment
 
+    def _confirm(self, shipment: ShipmentResult) -> ShipmentResult:
+        if not shipment.shipment_id:
+            raise ValueError("inpost: confirming a shipment needs its ShipX id")
+        return self._result(shipment.reference, self.shipment(shipment.shipment_id))
+
     def shipment(self, shipment_id: str) -> dict:
         """The ShipX shipment as it is now (status, tracking_number, selected_offer...)."""
         response = self._call("GET", f"/v1/shipments/{shipment_id}", what=f"shipment {shipment_id}", idempotent=True)
@@ -173,6 +180,33 @@ class InPost(Courier):
         except CourierRefused:
             return False  # only created / offers_prepared / offer_selected shipments can be cancelled
         return True
+
+    # --- courier pickup (dispatch order) ----------------------------------------------------------------------
+
+    def _pickup(self, pickup: PickupRequest) -> PickupResult:
+        """POST /v1/organizations/{org}/dispatch_orders: a courier collects the named shipments (sent with
+        sending_method `dispatch_order`) from this address. ShipX takes no date: the courier comes on the next
+        collection round; the window goes into `office_hours`."""
+        if not pickup.shipments:
+            raise ValueError("an InPost dispatch order names the shipments to collect")
+        street, building = split_street(pickup.address.street)
+        phone = (pickup.address.phone or "").replace(" ", "")
+        body = {
+            "shipments": [int(key) if str(key).isdigit() else key for key in pickup.shipments],
+            "comment": pickup.note or None,
+            "name": pickup.address.company or pickup.address.name,
+            "phone": phone[3:] if phone.startswith("+48") else phone,
+            "email": pickup.address.email or None,
+            "office_hours": f"{pickup.ready_from.strftime('%H:%M')}-{pickup.ready_until.strftime('%H:%M')}",
+            "address": {"street": street, "building_number": building, "city": pickup.address.city,
+                        "post_code": pickup.address.postcode, "country_code": pickup.address.country or "PL"},
+        }
+        response = self._call("POST", f"/v1/organizations/{self.organization_id}/dispatch_orders",
+                              what="dispatch order", idempotent=False, json_body=body)
+        order = self._json(response, "dispatch order")
+        if not isinstance(order, dict) or order.get("id") in (None, ""):
+            raise InvalidPayload(f"inpost dispatch order: no id ({error_text(response)})")
+        return PickupResult(self.name, str(order["id"]), order)
 
     # --- labels ----------------------------------------------------------------------------------------------
 

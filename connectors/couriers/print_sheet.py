@@ -2,16 +2,18 @@
 
 Labels are read one document at a time from any iterable (a generator over stored labels is fine). Each label
 page becomes a form XObject drawn on the sheet through a transformation matrix: nothing is rasterised, text stays
-sharp, and the labels' content streams are copied, not parsed and rewritten (several times faster than
-merge_transformed_page on a 500-label batch).
+sharp, and the labels' content streams are copied as they were encoded, not decoded, parsed or rewritten
+(several times faster than merge_transformed_page on a 500-label batch).
 """
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from pypdf import PageObject, PdfReader, PdfWriter, Transformation
-from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, FloatObject, NameObject
+from pypdf.generic import (
+    ArrayObject, DecodedStreamObject, DictionaryObject, FloatObject, IndirectObject, NameObject, StreamObject,
+)
 
 from connectors.records import LabelDocument
 
@@ -54,27 +56,74 @@ def _fit(page: PageObject, box: tuple[float, float], origin: tuple[float, float]
     return move.scale(scale, scale).translate(x, y)
 
 
+def _form_stream(label: PageObject, writer: PdfWriter) -> StreamObject:
+    """The label's drawing as a stream for a form XObject. A single content stream is copied as the courier
+    encoded it (its filters kept): no decoding and re-compressing per label. Several streams are joined."""
+    raw = label.raw_get("/Contents") if "/Contents" in label else None
+    stream = raw.get_object() if raw is not None else None
+    form = DecodedStreamObject()
+    if isinstance(stream, StreamObject):
+        form.set_data(stream._data)  # the encoded bytes, exactly as read
+        for key in ("/Filter", "/DecodeParms"):
+            if key in stream:
+                form[NameObject(key)] = stream[key].clone(writer)
+        return form
+    contents = label.get_contents()
+    form.set_data(contents.get_data() if contents is not None else b"")
+    return form.flate_encode()
+
+
+def _signature(value: Any) -> tuple:
+    """What a resources dictionary says, with references by number: equal signatures from one document are
+    the same resources (a courier's labels all use the same fonts), so they are copied once."""
+    if isinstance(value, IndirectObject):
+        return ("R", value.idnum, value.generation)
+    if isinstance(value, DictionaryObject) and not isinstance(value, StreamObject):
+        return ("D",) + tuple(sorted((str(key), _signature(item)) for key, item in dict.items(value)))
+    if isinstance(value, ArrayObject):
+        return ("A",) + tuple(_signature(item) for item in list.__iter__(value))
+    if isinstance(value, StreamObject):
+        return ("S", id(value))
+    return ("V", repr(value))
+
+
+class _SharedResources:
+    """Each distinct resources dictionary of each source document, copied into the writer once."""
+
+    def __init__(self, writer: PdfWriter):
+        self.writer = writer
+        self._copies: dict[tuple, tuple[Any, IndirectObject]] = {}  # the source document kept alive: its id stays its own
+
+    def of(self, label: PageObject) -> IndirectObject:
+        raw = label.raw_get("/Resources") if "/Resources" in label else DictionaryObject()
+        key = (id(label.pdf), _signature(raw))
+        found = self._copies.get(key)
+        if found is None:
+            copy = self.writer._add_object(raw.get_object().clone(self.writer))
+            found = self._copies[key] = (label.pdf, copy)
+        return found[1]
+
+
 class _Sheet:
     """One output page whose content is "draw these label forms here"."""
 
-    def __init__(self, writer: PdfWriter, size: tuple[float, float]):
+    def __init__(self, writer: PdfWriter, size: tuple[float, float], resources: _SharedResources | None = None):
         self.writer, self.page = writer, writer.add_blank_page(*size)
+        self.resources = resources or _SharedResources(writer)
         self.forms = DictionaryObject()
         self.ops: list[bytes] = []
 
     def place(self, label: PageObject, where: Transformation) -> None:
-        contents = label.get_contents()
-        form = DecodedStreamObject()
-        form.set_data(contents.get_data() if contents is not None else b"")
+        form = _form_stream(label, self.writer)
         box = label.mediabox
         form.update({
             NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
             NameObject("/BBox"): ArrayObject([FloatObject(box.left), FloatObject(box.bottom),
                                               FloatObject(box.right), FloatObject(box.top)]),
-            NameObject("/Resources"): (label.get("/Resources") or DictionaryObject()).clone(self.writer),
+            NameObject("/Resources"): self.resources.of(label),
         })
         name = f"/L{len(self.forms)}"
-        self.forms[NameObject(name)] = self.writer._add_object(form.flate_encode())
+        self.forms[NameObject(name)] = self.writer._add_object(form)
         matrix = " ".join(f"{value:.6f}" for value in where.ctm)
         self.ops.append(f"q {matrix} cm {name} Do Q\n".encode())
 
@@ -88,6 +137,7 @@ class _Sheet:
 def write_a4_4up(labels: Iterable[LabelDocument], out: BinaryIO) -> int:
     """Four labels per A4 sheet (A6 quadrants); returns the number of sheets written."""
     writer = PdfWriter()
+    resources = _SharedResources(writer)
     sheet: _Sheet | None = None
     placed = 0
     for page in label_pages(labels):
@@ -95,7 +145,7 @@ def write_a4_4up(labels: Iterable[LabelDocument], out: BinaryIO) -> int:
         if slot == 0:
             if sheet is not None:
                 sheet.close()
-            sheet = _Sheet(writer, A4)
+            sheet = _Sheet(writer, A4, resources)
         sheet.place(page, _fit(page, A6, _QUADRANTS[slot]))
         placed += 1
     if sheet is None:
@@ -107,12 +157,13 @@ def write_a4_4up(labels: Iterable[LabelDocument], out: BinaryIO) -> int:
 
 def _one_per_page(labels: Iterable[LabelDocument], out: BinaryIO, size: tuple[float, float]) -> int:
     writer = PdfWriter()
+    resources = _SharedResources(writer)
     for page in label_pages(labels):
         width, height = float(page.mediabox.width), float(page.mediabox.height)
         if abs(width - size[0]) < 1 and abs(height - size[1]) < 1 and not page.get("/Rotate"):
             writer.add_page(page)  # already the right size: passes through untouched
             continue
-        sheet = _Sheet(writer, size)
+        sheet = _Sheet(writer, size, resources)
         sheet.place(page, _fit(page, size, (0.0, 0.0)))
         sheet.close()
     if len(writer.pages) == 0:

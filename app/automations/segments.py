@@ -1,0 +1,479 @@
+"""Dynamic segments: definitions as data, validated, compiled to one SQL query, and their stored membership.
+
+A definition combines rules with `all`, `any` and `not`:
+
+    {"all": [{"rule": "bought", "within_days": 30},
+             {"rule": "lifetime_spend", "op": "gt", "amount": "2000", "currency": "PLN"},
+             {"any": [{"rule": "opened_email", "of_last": 3}, {"rule": "has_tag", "tag": "VIP"}]}]}
+
+`compile_segment` turns it into one `SELECT customers.id ...` (SQLAlchemy Core; SQLite and PostgreSQL), each
+rule a set-based `IN (subquery)` or a column test, so the database answers for every customer of the shop at
+once. Enabled segments keep their members in `segment_members`: the clock refreshes them on a schedule, and
+signals that can change a customer's membership (an order, a tag...) refresh that customer at once. Entering
+and leaving emit `segment_entered` / `segment_left`, which flows can start on.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable
+
+from sqlalchemy import and_, delete, exists, false, func, literal, not_, or_, select, true, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, Select
+
+from app.automations.batches import enqueue_batches
+from app.clock import clock_scan, period_key
+from app.jobs.queue import enqueue
+from app.jobs.registry import job_kind
+from app.models import (Customer, CustomerTag, Message, Order, Segment, SegmentMember, Shop, Signal, Tag, utcnow)
+
+customers, orders, messages, tags = Customer.__table__, Order.__table__, Message.__table__, Tag.__table__
+customer_tags, members, segments = CustomerTag.__table__, SegmentMember.__table__, Segment.__table__
+
+RULES = ("bought", "lifetime_spend", "orders_count", "opened_email", "clicked_email", "has_tag", "locale")
+COMPARISONS = ("gt", "gte", "lt", "lte")
+MAX_DAYS, MAX_LAST_EMAILS, MAX_DEPTH = 3650, 50, 6
+# Paid and not cancelled: what counts towards a customer's spend when we add up their orders ourselves.
+SPEND_FINANCIAL_STATUSES = ("paid", "partially_refunded")
+# Signals after which a customer's memberships may have changed; refreshed for that customer straight away.
+MEMBERSHIP_SIGNALS = ("order_placed", "order_paid", "order_cancelled", "refund_created", "customer_created",
+                      "customer_updated", "tag_added", "tag_removed")
+SEGMENT_SIGNALS = ("segment_entered", "segment_left")
+REFRESH_SCAN, REFRESH_EVERY = "automations.refresh_segments", 900
+REFRESH_BATCH = 20
+
+
+class InvalidSegment(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SegmentScope:
+    """What a definition is evaluated against: one shop, one moment, and the shop's currency (for customers
+    whose platform never told us theirs)."""
+
+    shop_id: int
+    now: dt.datetime
+    currency: str
+
+
+# --- validation -------------------------------------------------------------------------------------------------
+
+def validate_segment(definition: Any) -> list[str]:
+    """Every problem with a segment definition, as sentences for the shop owner; empty when it is valid."""
+    if not isinstance(definition, dict):
+        return ["the definition must be a JSON object such as {\"all\": [{\"rule\": \"bought\", \"within_days\": 30}]}"]
+    return _validate(definition, "definition", 0)
+
+
+def _validate(node: Any, where: str, depth: int) -> list[str]:
+    if depth > MAX_DEPTH:
+        return [f"{where}: nested more than {MAX_DEPTH} levels deep"]
+    if not isinstance(node, dict) or not node:
+        return [f"{where}: must be an object: a rule, or all/any/not"]
+    combinators = [key for key in ("all", "any", "not") if key in node]
+    if len(combinators) > 1 or (combinators and len(node) > 1):
+        return [f"{where}: an object holds exactly one of all, any, not, or a rule"]
+    if combinators == ["not"]:
+        return _validate(node["not"], f"{where}.not", depth + 1)
+    if combinators:
+        key = combinators[0]
+        parts = node[key]
+        if not isinstance(parts, list) or not parts:
+            return [f"{where}.{key}: must be a non-empty list"]
+        return [p for i, part in enumerate(parts) for p in _validate(part, f"{where}.{key}[{i}]", depth + 1)]
+    rule = node.get("rule")
+    if rule not in RULES:
+        return [f"{where}: unknown rule {rule!r}; rules are {', '.join(RULES)}"]
+    where = f"{where} ({rule})"
+    allowed = {"rule", *_RULE_KEYS[rule]}
+    unknown = sorted(set(node) - allowed)
+    problems = [f"{where}: unknown key {key!r}; expected {', '.join(sorted(allowed - {'rule'}))}" for key in unknown]
+    return problems + [f"{where}: {p}" for p in _RULE_CHECKS[rule](node)]
+
+
+def _days(node: dict, key: str = "within_days", required: bool = True) -> list[str]:
+    value = node.get(key)
+    if value is None:
+        return [f"{key} is required (a whole number of days)"] if required else []
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAYS:
+        return [f"{key} must be a whole number of days from 1 to {MAX_DAYS}"]
+    return []
+
+
+def _count(node: dict, key: str, low: int = 0, high: int = 1_000_000, required: bool = True) -> list[str]:
+    value = node.get(key)
+    if value is None:
+        return [f"{key} is required (a whole number)"] if required else []
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return [f"{key} must be a whole number from {low} to {high}"]
+    return []
+
+
+def _comparison(node: dict) -> list[str]:
+    return [] if node.get("op") in COMPARISONS else [f"op must be one of {', '.join(COMPARISONS)}"]
+
+
+def amount_of(value: Any) -> Decimal | None:
+    """A money amount written as a string ("2000.00") or a whole number; floats are refused (binary rounding)."""
+    if isinstance(value, bool) or isinstance(value, float) or not isinstance(value, (str, int)):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def _check_bought(node: dict) -> list[str]:
+    return _days(node) + _count(node, "at_least", 1, 1000, required=False)
+
+
+def _check_spend(node: dict) -> list[str]:
+    problems = _comparison(node)
+    if amount_of(node.get("amount")) is None:
+        problems.append('amount must be a non-negative decimal written as a string, e.g. "2000.00"')
+    currency = node.get("currency")
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
+        problems.append('currency must be an ISO 4217 code such as "PLN" (amounts are never converted)')
+    return problems
+
+
+def _check_orders_count(node: dict) -> list[str]:
+    return _comparison(node) + _count(node, "value")
+
+
+def _check_email(node: dict) -> list[str]:
+    if (node.get("of_last") is None) == (node.get("within_days") is None):
+        return ["needs exactly one of of_last (the last N emails sent) or within_days"]
+    return _count(node, "of_last", 1, MAX_LAST_EMAILS, required=False) + _days(node, required=False)
+
+
+def _check_tag(node: dict) -> list[str]:
+    tag = node.get("tag")
+    return [] if isinstance(tag, str) and tag.strip() and len(tag) <= 128 else ["tag must be a tag name (1-128 characters)"]
+
+
+def _check_locale(node: dict) -> list[str]:
+    values = node.get("in")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and 2 <= len(v) <= 5 for v in values):
+        return ['in must be a non-empty list of locales such as ["pl", "ro"]']
+    return []
+
+
+_RULE_KEYS = {"bought": ("within_days", "at_least"), "lifetime_spend": ("op", "amount", "currency"),
+              "orders_count": ("op", "value"), "opened_email": ("of_last", "within_days"),
+              "clicked_email": ("of_last", "within_days"), "has_tag": ("tag",), "locale": ("in",)}
+_RULE_CHECKS = {"bought": _check_bought, "lifetime_spend": _check_spend, "orders_count": _check_orders_count,
+                "opened_email": _check_email, "clicked_email": _check_email, "has_tag": _check_tag,
+                "locale": _check_locale}
+
+
+# --- compiling to SQL -------------------------------------------------------------------------------------------
+
+def compile_segment(definition: dict, scope: SegmentScope) -> Select:
+    """`SELECT customers.id` of the shop's customers (erased ones excluded) the definition holds for."""
+    problems = validate_segment(definition)
+    if problems:
+        raise InvalidSegment(problems)
+    return select(customers.c.id).where(customers.c.shop_id == scope.shop_id, customers.c.redacted_at.is_(None),
+                                        _compile(definition, scope))
+
+
+def _compile(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+    # Every piece is TRUE or FALSE, never NULL, so `not` means what the shop owner expects.
+    if "all" in node:
+        return and_(true(), *(_compile(part, scope) for part in node["all"]))
+    if "any" in node:
+        return or_(false(), *(_compile(part, scope) for part in node["any"]))
+    if "not" in node:
+        return not_(_compile(node["not"], scope))
+    return _COMPILERS[node["rule"]](node, scope)
+
+
+def _customers_in(ids: Select) -> ColumnElement[bool]:
+    return customers.c.id.in_(ids)
+
+
+def _paid_orders(scope: SegmentScope):
+    return and_(orders.c.shop_id == scope.shop_id, orders.c.customer_id.is_not(None), orders.c.cancelled_at.is_(None),
+                or_(orders.c.paid_at.is_not(None), orders.c.financial_status.in_(SPEND_FINANCIAL_STATUSES)))
+
+
+def _bought(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+    since = scope.now - dt.timedelta(days=node["within_days"])
+    placed = func.coalesce(orders.c.placed_at, orders.c.created_at)
+    query = select(orders.c.customer_id).where(orders.c.shop_id == scope.shop_id, orders.c.customer_id.is_not(None),
+                                               orders.c.cancelled_at.is_(None), placed >= since)
+    if node.get("at_least", 1) > 1:
+        query = query.group_by(orders.c.customer_id).having(func.count() >= node["at_least"])
+    return _customers_in(query)
+
+
+def _at_least(column_test, orders_test) -> ColumnElement[bool]:
+    return or_(column_test, _customers_in(orders_test))
+
+
+def _lifetime_spend(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+    """The larger of what the platform reports (Shopify) and the paid orders we hold (WooCommerce reports none),
+    in the rule's currency only: amounts are never converted."""
+    amount, currency, op = amount_of(node["amount"]), node["currency"], node["op"]
+    strict = op in ("gt", "lte")  # lt/lte are "not at least", so the two sources combine the same way
+
+    def above() -> ColumnElement[bool]:
+        reported = customers.c.total_spent > amount if strict else customers.c.total_spent >= amount
+        same_currency = func.coalesce(customers.c.currency, scope.currency) == currency
+        total = func.sum(orders.c.total)
+        summed = (select(orders.c.customer_id).where(_paid_orders(scope), orders.c.currency == currency)
+                  .group_by(orders.c.customer_id).having(total > amount if strict else total >= amount))
+        return _at_least(and_(same_currency, reported), summed)
+
+    return above() if op in ("gt", "gte") else not_(above())
+
+
+def _orders_count(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+    value, op = node["value"], node["op"]
+    threshold = {"gt": value + 1, "gte": value, "lt": value, "lte": value + 1}[op]
+    counted = (select(orders.c.customer_id).where(orders.c.shop_id == scope.shop_id, orders.c.customer_id.is_not(None),
+                                                  orders.c.cancelled_at.is_(None))
+               .group_by(orders.c.customer_id).having(func.count() >= threshold))
+    at_least = or_(customers.c.orders_count >= threshold, _customers_in(counted)) if threshold > 0 else true()
+    return at_least if op in ("gt", "gte") else not_(at_least)
+
+
+def _email_action(column):
+    def compile_rule(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+        sent = and_(messages.c.shop_id == scope.shop_id, messages.c.customer_id.is_not(None),
+                    messages.c.channel == "email", messages.c.sent_at.is_not(None))
+        if node.get("within_days"):
+            since = scope.now - dt.timedelta(days=node["within_days"])
+            return _customers_in(select(messages.c.customer_id).where(sent, column >= since))
+        ranked = select(messages.c.customer_id, column.label("acted_at"), func.row_number().over(
+            partition_by=messages.c.customer_id, order_by=(messages.c.sent_at.desc(), messages.c.id.desc()),
+        ).label("recency")).where(sent).subquery("recent_emails")
+        return _customers_in(select(ranked.c.customer_id).where(ranked.c.recency <= node["of_last"],
+                                                                ranked.c.acted_at.is_not(None)))
+
+    return compile_rule
+
+
+def _has_tag(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+    tagged = (select(customer_tags.c.customer_id).join(tags, and_(tags.c.shop_id == customer_tags.c.shop_id,
+                                                                   tags.c.id == customer_tags.c.tag_id))
+              .where(customer_tags.c.shop_id == scope.shop_id, func.lower(tags.c.name) == node["tag"].strip().lower()))
+    return _customers_in(tagged)
+
+
+def _locale(node: dict, scope: SegmentScope) -> ColumnElement[bool]:
+    wanted = sorted({value[:2].lower() for value in node["in"]})
+    return and_(customers.c.locale.is_not(None), func.lower(func.substr(customers.c.locale, 1, 2)).in_(wanted))
+
+
+_COMPILERS = {"bought": _bought, "lifetime_spend": _lifetime_spend, "orders_count": _orders_count,
+              "opened_email": _email_action(messages.c.opened_at), "clicked_email": _email_action(messages.c.clicked_at),
+              "has_tag": _has_tag, "locale": _locale}
+
+
+def scope_for(session: Session, shop_id: int, now: dt.datetime | None = None) -> SegmentScope:
+    shop = session.get(Shop, shop_id)
+    return SegmentScope(shop_id, now or utcnow(), (shop.currency if shop is not None else None) or "PLN")
+
+
+def count_matching(session: Session, definition: dict, scope: SegmentScope) -> int:
+    """How many customers the definition holds for right now (one query; nothing stored)."""
+    return session.scalar(select(func.count()).select_from(compile_segment(definition, scope).subquery()))
+
+
+# --- managing segments ------------------------------------------------------------------------------------------
+
+def _checked(definition: Any) -> dict:
+    problems = validate_segment(definition)
+    if problems:
+        raise InvalidSegment(problems)
+    return definition
+
+
+def create_segment(session: Session, shop_id: int, name: str, definition: Any, *, enabled: bool = False) -> Segment:
+    segment = Segment(shop_id=shop_id, name=name, definition=_checked(definition), enabled=enabled, version=1)
+    session.add(segment)
+    session.flush()
+    if enabled:
+        _refresh_soon(session, segment)
+    return segment
+
+
+def update_segment(session: Session, segment: Segment, definition: Any) -> Segment:
+    """A new definition: the next refresh records who is in without announcing entries (nobody "entered")."""
+    segment.definition = _checked(definition)
+    segment.version += 1
+    segment.refreshed_at = None
+    session.flush()
+    if segment.enabled:
+        _refresh_soon(session, segment)
+    return segment
+
+
+def _refresh_soon(session: Session, segment: Segment) -> None:
+    session.flush()
+    key = f"automations.refresh_segment:{segment.shop_id}:{segment.id}:{segment.version}:{utcnow().timestamp()}"
+    enqueue(session, "automations.refresh_segments", shop_id=segment.shop_id, segment_ids=[segment.id], dedupe_key=key)
+
+
+def set_segment_enabled(session: Session, segment: Segment, enabled: bool) -> Segment:
+    """Switching off forgets the members (they would go stale); switching on queues a refresh straight away."""
+    if segment.enabled == enabled:
+        return segment
+    segment.enabled = enabled
+    if enabled:
+        _refresh_soon(session, segment)
+    else:
+        session.execute(delete(members).where(members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id))
+        segment.member_count, segment.refreshed_at = 0, None
+    session.flush()
+    return segment
+
+
+def describe_segment(segment: Segment) -> dict:
+    return {"id": segment.id, "name": segment.name, "definition": segment.definition, "enabled": segment.enabled,
+            "version": segment.version, "member_count": segment.member_count,
+            "refreshed_at": segment.refreshed_at.isoformat() if segment.refreshed_at else None,
+            "updated_at": segment.updated_at.isoformat() if segment.updated_at else None}
+
+
+# --- membership ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Refreshed:
+    entered: list[int]
+    left: list[int]
+    announced: bool  # False on a segment's first refresh: a baseline, no entry signals
+
+
+def _insert(session: Session, table):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
+
+
+def refresh_segment(session: Session, segment: Segment, now: dt.datetime,
+                    customer_ids: Iterable[int] | None = None) -> Refreshed:
+    """Bring the stored members in line with the definition (all customers, or only `customer_ids`), in two
+    statements (INSERT ... SELECT the newcomers, DELETE ... the leavers), and announce who entered and left."""
+    if session.get_bind().dialect.name == "postgresql":  # one refresh of a segment at a time
+        session.execute(select(segments.c.id).where(segments.c.id == segment.id).with_for_update())
+    scope = SegmentScope(segment.shop_id, now, scope_for(session, segment.shop_id).currency)
+    current = compile_segment(segment.definition, scope)
+    only = None if customer_ids is None else sorted(set(customer_ids))
+    if only is not None:
+        current = current.where(customers.c.id.in_(only))
+    inside = current.subquery("inside")
+    held = exists().where(members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id,
+                          members.c.customer_id == inside.c.id)
+    newcomers = select(literal(segment.shop_id), literal(segment.id), inside.c.id,
+                       literal(now, members.c.entered_at.type)).where(~held)
+    entered = list(session.execute(_insert(session, members).from_select(
+        ["shop_id", "segment_id", "customer_id", "entered_at"], newcomers,
+    ).on_conflict_do_nothing(index_elements=["shop_id", "segment_id", "customer_id"])
+        .returning(members.c.customer_id)).scalars())
+    leaving = delete(members).where(members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id,
+                                    members.c.customer_id.not_in(current))
+    if only is not None:
+        leaving = leaving.where(members.c.customer_id.in_(only))
+    left = list(session.execute(leaving.returning(members.c.customer_id)).scalars())
+    announced = segment.refreshed_at is not None
+    if announced:
+        _announce(session, segment, "segment_entered", entered, now)
+        _announce(session, segment, "segment_left", left, now)
+    session.execute(update(segments).where(segments.c.id == segment.id).values(
+        member_count=select(func.count()).select_from(members).where(
+            members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id).scalar_subquery(),
+        refreshed_at=now if only is None else segments.c.refreshed_at))
+    session.refresh(segment)
+    return Refreshed(sorted(entered), sorted(left), announced)
+
+
+def _announce(session: Session, segment: Segment, kind: str, customer_ids: list[int], now: dt.datetime) -> None:
+    if not customer_ids:
+        return
+    stamp = int(now.timestamp())
+    rows = [dict(shop_id=segment.shop_id, kind=kind, customer_id=customer_id, subject_type=None, subject_id=None,
+                 payload={"segment_id": segment.id, "segment": segment.name, "segment_version": segment.version},
+                 dedupe_key=f"{kind}:{segment.id}:{customer_id}:{stamp}", occurred_at=now, created_at=now,
+                 routed_at=None) for customer_id in customer_ids]
+    session.execute(_insert(session, Signal.__table__).on_conflict_do_nothing(index_elements=["shop_id", "dedupe_key"]),
+                    rows)
+
+
+def refresh_for_signals(session: Session, shop_id: int, signals: Iterable[Signal], now: dt.datetime) -> int:
+    """Re-check the customers whose signals may have changed their membership; returns entries plus exits."""
+    return refresh_customers(session, shop_id, {s.customer_id for s in signals
+                                                if s.kind in MEMBERSHIP_SIGNALS and s.customer_id is not None}, now)
+
+
+def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int], now: dt.datetime) -> int:
+    """Re-check these customers in every enabled segment of the shop (one that has had its first refresh)."""
+    customer_ids = set(customer_ids)
+    if not customer_ids:
+        return 0
+    changed = 0
+    for segment in session.scalars(select(Segment).where(Segment.shop_id == shop_id, Segment.enabled.is_(True),
+                                                         Segment.refreshed_at.is_not(None)).order_by(Segment.id)):
+        result = refresh_segment(session, segment, now, customer_ids)
+        changed += len(result.entered) + len(result.left)
+    return changed
+
+
+def segment_names(session: Session, shop_id: int, customer_id: int) -> list[str]:
+    """The enabled segments a customer is in now (the fact `customer.segments` of flow conditions)."""
+    return list(session.scalars(select(segments.c.name).join(members, and_(
+        members.c.shop_id == segments.c.shop_id, members.c.segment_id == segments.c.id)).where(
+        members.c.shop_id == shop_id, members.c.customer_id == customer_id, segments.c.enabled.is_(True))
+        .order_by(segments.c.name)))
+
+
+def trigger_matches(definition: dict, kind: str, payload: dict | None) -> bool:
+    """A `segment_entered`/`segment_left` flow starts only for its own segment (named, or by id)."""
+    if kind not in SEGMENT_SIGNALS:
+        return True
+    wanted, payload = definition.get("segment"), payload or {}
+    return wanted is not None and (wanted == payload.get("segment") or wanted == payload.get("segment_id"))
+
+
+def members_page(session: Session, segment: Segment, *, after: int = 0, limit: int = 100) -> list[dict]:
+    """Stored members in customer id order, after the id `after` (keyset pagination)."""
+    rows = session.execute(select(members.c.customer_id, members.c.entered_at, customers.c.platform_id).join(
+        customers, and_(customers.c.shop_id == members.c.shop_id, customers.c.id == members.c.customer_id)).where(
+        members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id, members.c.customer_id > after)
+        .order_by(members.c.customer_id).limit(limit)).all()
+    return [{"customer_id": r.customer_id, "platform_id": r.platform_id, "entered_at": r.entered_at.isoformat()}
+            for r in rows]
+
+
+# --- the clock ---------------------------------------------------------------------------------------------------
+
+def enqueue_segment_refreshes(session: Session, now: dt.datetime, *, batch: int = REFRESH_BATCH) -> int:
+    """One `automations.refresh_segments` job per shop per batch of enabled segments."""
+    due = select(segments.c.id, segments.c.shop_id).where(segments.c.enabled.is_(True))
+    return enqueue_batches(session, "automations.refresh_segments", due, argument="segment_ids", batch=batch,
+                           dedupe_prefix=period_key(REFRESH_SCAN, REFRESH_EVERY, now), now=now)
+
+
+@clock_scan(REFRESH_SCAN, every_seconds=REFRESH_EVERY)
+def scan_segments(runtime, now: dt.datetime) -> int:
+    with runtime.sessions.begin() as session:
+        return enqueue_segment_refreshes(session, now)
+
+
+@job_kind("automations.refresh_segments")
+def refresh_segments_job(ctx, segment_ids: list[int]) -> None:
+    """Refresh each enabled segment's members (time alone moves people out of "bought in the last 30 days")."""
+    now = utcnow()
+    for segment in ctx.session.scalars(select(Segment).where(Segment.shop_id == ctx.shop_id, Segment.id.in_(segment_ids),
+                                                             Segment.enabled.is_(True)).order_by(Segment.id)):
+        refresh_segment(ctx.session, segment, now)

@@ -1,0 +1,78 @@
+"""Tags on customers, set by hand through the API (flows set theirs in a `tag` step); each change is a signal.
+
+Tag names are matched without regard to case ("VIP" and "vip" are one tag to a shop owner); the first
+spelling used is the one kept.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.automations.signals import emit_signal
+from app.models import CustomerTag, Tag, utcnow
+
+MAX_TAG_LENGTH = 128
+
+
+class InvalidTag(ValueError):
+    """A tag name that is empty or too long."""
+
+
+def tag_name(raw: object) -> str:
+    name = " ".join(str(raw or "").split()) if isinstance(raw, str) else ""
+    if not name or len(name) > MAX_TAG_LENGTH:
+        raise InvalidTag(f"a tag is a name of 1 to {MAX_TAG_LENGTH} characters")
+    return name
+
+
+def _find(session: Session, shop_id: int, name: str) -> Tag | None:
+    return session.scalars(select(Tag).where(Tag.shop_id == shop_id, func.lower(Tag.name) == name.lower())
+                           .order_by(Tag.id).limit(1)).first()
+
+
+def add_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
+            now: dt.datetime | None = None) -> bool:
+    """Tag the customer; True when the tag is new to them (then `tag_added` is signalled)."""
+    name, now = tag_name(raw_name), now or utcnow()
+    tag = _find(session, shop_id, name)
+    if tag is None:
+        tag = Tag(shop_id=shop_id, name=name)
+        session.add(tag)
+        session.flush()
+    held = session.scalars(select(CustomerTag.id).where(CustomerTag.shop_id == shop_id, CustomerTag.customer_id == customer_id,
+                                                        CustomerTag.tag_id == tag.id)).first()
+    if held is not None:
+        return False
+    session.add(CustomerTag(shop_id=shop_id, customer_id=customer_id, tag_id=tag.id, created_at=now))
+    session.flush()
+    emit_signal(session, shop_id, "tag_added", dedupe_key=f"tag_added:{customer_id}:{tag.id}:{now.timestamp()}",
+                customer_id=customer_id, subject=("customer", customer_id), payload={"tag": tag.name, "source": source},
+                now=now)
+    return True
+
+
+def remove_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
+               now: dt.datetime | None = None) -> bool:
+    """Untag the customer; True when they had the tag (then `tag_removed` is signalled)."""
+    name, now = tag_name(raw_name), now or utcnow()
+    tag = _find(session, shop_id, name)
+    if tag is None:
+        return False
+    removed = session.execute(delete(CustomerTag.__table__).where(
+        CustomerTag.__table__.c.shop_id == shop_id, CustomerTag.__table__.c.customer_id == customer_id,
+        CustomerTag.__table__.c.tag_id == tag.id)).rowcount
+    if not removed:
+        return False
+    emit_signal(session, shop_id, "tag_removed", dedupe_key=f"tag_removed:{customer_id}:{tag.id}:{now.timestamp()}",
+                customer_id=customer_id, subject=("customer", customer_id), payload={"tag": tag.name, "source": source},
+                now=now)
+    return True
+
+
+def tags_of(session: Session, shop_id: int, customer_id: int) -> list[str]:
+    return list(session.scalars(select(Tag.name).join(CustomerTag, (CustomerTag.tag_id == Tag.id)
+                                                      & (CustomerTag.shop_id == Tag.shop_id))
+                                .where(CustomerTag.shop_id == shop_id, CustomerTag.customer_id == customer_id)
+                                .order_by(Tag.name)))
