@@ -5,7 +5,7 @@ Usage (from the project root, with the project's virtualenv):
     python bench/storefront.py --quick       # 3 s per endpoint: a smoke run
     python bench/storefront.py --postgres    # a throwaway PostgreSQL database at BENCH_POSTGRES_URL instead
 
-gunicorn serves bench/bare_wsgi.py (2 sync workers by default, as the Procfile): `/s/events` is our
+gunicorn serves bench/bare_wsgi.py (2 workers x 4 threads by default, as the Procfile): `/s/events` is our
 app, `/bench/bare` an empty Flask view that returns 202 without reading the body. Python load processes
 (one persistent http.client connection each) send the same requests to both: a batch of EVENTS_PER_BATCH
 events from one of many visitors, with the shop's Origin, as the snippet's sendBeacon does. Our endpoint
@@ -172,7 +172,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per endpoint: a smoke run")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds of load per endpoint (default 15)")
     parser.add_argument("--connections", type=int, default=8, help="load client processes (default 8)")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (default 2, as WEB_CONCURRENCY)")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (default 2, as WEB_CONCURRENCY)")
+    parser.add_argument("--web-threads", type=int, default=4,
+                        help="threads per gunicorn worker (default 4 = gthread, as the Procfile; 1 = sync workers)")
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL database instead of SQLite")
     parser.add_argument("--redis", action="store_true", help="rate-limit counters in Redis (BENCH_REDIS_URL) instead of the database")
     options = parser.parse_args()
@@ -206,11 +208,12 @@ def main() -> int:
         if options.redis:
             env["REDIS_URL"] = REDIS_URL
         key = create_shop(env)
-        server = GunicornServer(env, options.web_workers, scratch / "gunicorn.log", bare_status=202)
+        server = GunicornServer(env, options.web_workers, scratch / "gunicorn.log", threads=options.web_threads,
+                                bare_status=202)
         server.wait_ready()
         warm_up(server.port, key)
         before = stored_events(database_url)
-        say(f"gunicorn: {options.web_workers} sync workers on {HOST}:{server.port}, "
+        say(f"gunicorn: {options.web_workers} workers x {options.web_threads} threads on {HOST}:{server.port}, "
             f"{'PostgreSQL' if options.postgres else 'SQLite'}, rate limits in {'Redis' if options.redis else 'the database'}; "
             f"{options.connections} client processes, {duration:.0f}s per endpoint in {ROUNDS} alternating rounds, "
             f"{EVENTS_PER_BATCH} events a request")
