@@ -127,7 +127,7 @@ def _writer_queue_connection(lock_path: Path) -> type[WriterQueueConnection]:
 @contextlib.contextmanager
 def driver_transaction(engine: Engine) -> Iterator[Any]:
     """A write transaction on a pooled driver connection, for a hot path whose whole transaction is one or two
-    statements (`POST /s/events`): SQLAlchemy's connection, event and execution machinery cost that path more than
+    statements (`POST /s/events`, a webhook on SQLite): SQLAlchemy's connection, event and execution machinery cost that path more than
     the database did (cProfile). It starts as `engine.begin()` does: on SQLite the writer turn, then BEGIN IMMEDIATE;
     psycopg opens its transaction at the first statement. Commits on success, rolls back on any error.
     """
@@ -145,6 +145,23 @@ def driver_transaction(engine: Engine) -> Iterator[Any]:
             pooled.invalidate()
         raise
     finally:
+        pooled.close()
+
+
+@contextlib.contextmanager
+def driver_autocommit(engine: Engine) -> Iterator[Any]:
+    """A pooled driver connection in autocommit, for a hot path whose whole work is ONE statement (PostgreSQL
+    commits a statement atomically): one round trip instead of BEGIN, the statement and COMMIT."""
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    driver.autocommit = True
+    try:
+        yield driver
+    finally:
+        try:
+            driver.autocommit = False
+        except Exception:  # noqa: BLE001 - a broken connection: the pool must not hand it out again
+            pooled.invalidate()
         pooled.close()
 
 

@@ -68,9 +68,13 @@ class DirectInsert:
 
     def returning_row(self, conn: Connection, values: dict[str, Any]) -> tuple | None:
         """Run it in `conn`'s transaction (or on its own, on a connection in autocommit); the returned row."""
-        sql, [params] = self.parameters(conn.dialect, [values])
-        with translated_errors(conn.dialect, sql, params):
-            row = conn.connection.driver_connection.execute(sql, params).fetchone()
+        return self.run(conn.dialect, conn.connection.driver_connection, values)
+
+    def run(self, dialect: Dialect, driver_connection: Any, values: dict[str, Any]) -> tuple | None:
+        """Run it on a driver connection (`app.db.driver_transaction`), in its open transaction; the returned row."""
+        sql, [params] = self.parameters(dialect, [values])
+        with translated_errors(dialect, sql, params):
+            row = driver_connection.execute(sql, params).fetchone()
         return None if row is None else tuple(row)
 
     def execute_many(self, dialect: Dialect, driver_connection: Any, sql: str, params: list) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import bindparam, func, insert as sa_insert, literal_column, select
 
+from app.db import driver_autocommit, driver_transaction
 from app.direct_insert import DirectInsert
 from app.jobs import registry
 from app.jobs.queue import enqueue_now
@@ -80,26 +81,28 @@ def accept_event(
 ) -> int | None:
     """Store the event and its ingest job in one transaction, then hand the job to the executor.
 
-    Returns the event id, or None for a duplicate delivery. This is every webhook's hot path, so it runs on a
-    plain connection with its SQL straight on the driver (`DirectInsert`): an ORM session's bookkeeping, and
-    then SQLAlchemy's per-statement execution, each cost more than the inserts themselves.
+    Returns the event id, or None for a duplicate delivery. This is every webhook's hot path, so its SQL runs
+    straight on a pooled driver connection (`DirectInsert`, `driver_transaction`): an ORM session's bookkeeping,
+    then SQLAlchemy's connection and execution machinery, each cost more than the inserts themselves.
     """
     event = dict(shop_id=shop_id, platform=platform, topic=topic, dedupe_key=dedupe_key, headers=headers, body=body,
                  status="received", received_at=utcnow(), resource_updated_at=resource_updated_at)
-    if runtime.engine.dialect.name == "postgresql":
+    engine = runtime.engine
+    if engine.dialect.name == "postgresql":
         kind = registry.get_kind(ingest_job)
         kind.check_arguments({"event_id": 0})
         max_attempts = kind.max_attempts or runtime.settings.job_max_attempts
-        with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = _STORE_EVENT_WITH_JOB.returning_row(conn, {**event, "ingest_job": ingest_job,
-                                                             "max_attempts": max_attempts})
+        with driver_autocommit(engine) as driver:
+            row = _STORE_EVENT_WITH_JOB.run(engine.dialect, driver, {**event, "ingest_job": ingest_job,
+                                                                     "max_attempts": max_attempts})
         event_id, job_id = row if row is not None else (None, None)
     else:
-        with runtime.engine.begin() as conn:
-            event_id = _store_event(conn.dialect.name).returning_one(conn, event)
-            job_id = None
-            if event_id is not None:
-                job_id = enqueue_now(conn, ingest_job, shop_id=shop_id,
+        with driver_transaction(engine) as driver:
+            row = _store_event(engine.dialect.name).run(engine.dialect, driver, event)
+            event_id = job_id = None
+            if row is not None:
+                event_id = row[0]
+                job_id = enqueue_now(engine.dialect, driver, ingest_job, shop_id=shop_id,
                                      default_max_attempts=runtime.settings.job_max_attempts, event_id=event_id)
     if job_id is not None:
         runtime.executor.publish([job_id])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, true, tuple_, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from app.direct_insert import DirectInsert
@@ -70,12 +71,14 @@ def enqueue_many(session: Session, kind: str, keyed_args: list[tuple[int | None,
     return inserted
 
 
-def enqueue_now(conn: Connection, kind: str, *, shop_id: int | None, default_max_attempts: int, **args: Any) -> int:
-    """The webhook hot path's enqueue: a job due now, in `conn`'s transaction, straight on the driver.
+def enqueue_now(dialect: Dialect, driver_connection: Any, kind: str, *, shop_id: int | None,
+                default_max_attempts: int, **args: Any) -> int:
+    """The webhook hot path's enqueue: a job due now, straight on a driver connection in its open transaction.
 
     The caller publishes the returned id to the executor once its transaction has committed.
     """
-    return _DIRECT_JOB_INSERT.returning_one(conn, _job_values(kind, shop_id, args, None, None, None, default_max_attempts))
+    values = _job_values(kind, shop_id, args, None, None, None, default_max_attempts)
+    return _DIRECT_JOB_INSERT.run(dialect, driver_connection, values)[0]
 
 
 def _job_values(kind: str, shop_id: int | None, args: dict, due_at: dt.datetime | None, dedupe_key: str | None,
