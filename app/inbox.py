@@ -4,12 +4,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
+import weakref
 from typing import TYPE_CHECKING, Callable
 
-from sqlalchemy import bindparam, func, insert as sa_insert, literal_column, select
+from sqlalchemy import Engine, bindparam, func, insert as sa_insert, literal_column, select
 
 from app.db import driver_autocommit, driver_transaction
 from app.direct_insert import DirectInsert
+from app.group_commit import GroupCommit
 from app.jobs import registry
 from app.jobs.queue import enqueue_now
 from app.jobs.runner import PermanentJobError
@@ -81,32 +84,80 @@ def accept_event(
 ) -> int | None:
     """Store the event and its ingest job in one transaction, then hand the job to the executor.
 
-    Returns the event id, or None for a duplicate delivery. This is every webhook's hot path, so its SQL runs
-    straight on a pooled driver connection (`DirectInsert`, `driver_transaction`): an ORM session's bookkeeping,
-    then SQLAlchemy's connection and execution machinery, each cost more than the inserts themselves.
+    Returns the event id, or None for a duplicate delivery; the caller answers only after its own commit. This
+    is every webhook's hot path: its SQL runs straight on a pooled driver connection (`DirectInsert`,
+    `driver_transaction`), since an ORM session's bookkeeping, then SQLAlchemy's connection and execution
+    machinery, each cost more than the inserts themselves; and deliveries arriving together in one process
+    share a transaction (`GroupCommit`).
     """
-    event = dict(shop_id=shop_id, platform=platform, topic=topic, dedupe_key=dedupe_key, headers=headers, body=body,
-                 status="received", received_at=utcnow(), resource_updated_at=resource_updated_at)
-    engine = runtime.engine
-    if engine.dialect.name == "postgresql":
-        kind = registry.get_kind(ingest_job)
-        kind.check_arguments({"event_id": 0})
-        max_attempts = kind.max_attempts or runtime.settings.job_max_attempts
-        with driver_autocommit(engine) as driver:
-            row = _STORE_EVENT_WITH_JOB.run(engine.dialect, driver, {**event, "ingest_job": ingest_job,
-                                                                     "max_attempts": max_attempts})
-        event_id, job_id = row if row is not None else (None, None)
-    else:
-        with driver_transaction(engine) as driver:
-            row = _store_event(engine.dialect.name).run(engine.dialect, driver, event)
-            event_id = job_id = None
-            if row is not None:
-                event_id = row[0]
-                job_id = enqueue_now(engine.dialect, driver, ingest_job, shop_id=shop_id,
-                                     default_max_attempts=runtime.settings.job_max_attempts, event_id=event_id)
+    kind = registry.get_kind(ingest_job)
+    kind.check_arguments({"event_id": 0})
+    delivery = dict(shop_id=shop_id, platform=platform, topic=topic, dedupe_key=dedupe_key, headers=headers,
+                    body=body, status="received", received_at=utcnow(), resource_updated_at=resource_updated_at,
+                    ingest_job=ingest_job, max_attempts=kind.max_attempts or runtime.settings.job_max_attempts)
+    event_id, job_id = _writer_for(runtime.engine).submit(delivery)
     if job_id is not None:
         runtime.executor.publish([job_id])
     return event_id
+
+
+class _InboxWriter:
+    """Stores deliveries for one database: on SQLite, the ones arriving together in one transaction
+    (`GroupCommit`: SQLite has one writer at a time anyway); on PostgreSQL, each in one autocommit statement."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.group = GroupCommit(self._write_together, self._write_alone)
+
+    def submit(self, delivery: dict) -> tuple[int | None, int | None]:
+        if self.dialect.name == "postgresql":
+            # PostgreSQL takes concurrent writers and already flushes their commits together; queueing them
+            # here behind one another only lost throughput (bench/webhooks.py --postgres).
+            return self._write_alone(delivery)
+        return self.group.submit(delivery)
+
+    def _write_alone(self, delivery: dict) -> tuple[int | None, int | None]:
+        if self.dialect.name == "postgresql":
+            with driver_autocommit(self.engine) as driver:  # one statement: one round trip, one commit
+                return self._store(driver, delivery)
+        return self._write_together([delivery])[0]
+
+    def _write_together(self, deliveries: list[dict]) -> list[tuple[int | None, int | None]]:
+        with driver_transaction(self.engine) as driver:
+            return [self._store(driver, delivery) for delivery in deliveries]
+
+    def _store(self, driver, delivery: dict) -> tuple[int | None, int | None]:
+        """(event id, job id), or (None, None) for a delivery already held."""
+        if self.dialect.name == "postgresql":
+            row = _STORE_EVENT_WITH_JOB.run(self.dialect, driver, delivery)
+            return (row[0], row[1]) if row is not None else (None, None)
+        row = _store_event(self.dialect.name).run(self.dialect, driver, delivery)
+        if row is None:
+            return None, None
+        job_id = enqueue_now(self.dialect, driver, delivery["ingest_job"], shop_id=delivery["shop_id"],
+                             default_max_attempts=delivery["max_attempts"], event_id=row[0])
+        return row[0], job_id
+
+
+_WRITERS: "weakref.WeakKeyDictionary[Engine, _InboxWriter]" = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_for(engine: Engine) -> _InboxWriter:
+    writer = _WRITERS.get(engine)
+    if writer is None:
+        with _WRITERS_LOCK:
+            writer = _WRITERS.get(engine)
+            if writer is None:
+                writer = _WRITERS[engine] = _InboxWriter(engine)
+    return writer
+
+
+def inbox_commits(engine: Engine) -> tuple[int, int]:
+    """(transactions written, deliveries stored) by this process's inbox writer for `engine`."""
+    writer = _WRITERS.get(engine)
+    return (writer.group.commits, writer.group.items) if writer is not None else (0, 0)
 
 
 # Outcomes after which a stored delivery changed nothing: unknown topic, an older state, our own write's echo.

@@ -90,3 +90,26 @@ def test_on_sqlite_a_write_transaction_holds_the_writers_turn_until_commit_or_ro
     after_rollback = lock_is_free_for_another_process(lock_path)
     connection.close()
     assert (during_transaction, after_commit, during_rolled_back, after_rollback) == (False, True, False, True)
+
+
+def test_deliveries_arriving_at_once_are_each_stored_once_with_their_own_job(runtime, shop_id):
+    import threading
+
+    outcomes: dict[str, int | None] = {}
+
+    def deliver(key: str, copy: int) -> None:
+        outcomes[f"{key}/{copy}"] = accept_event(runtime, shop_id=shop_id, platform="shopify", topic="orders/create",
+                                                 dedupe_key=key, headers={}, body=key.encode(), ingest_job=INGEST)
+
+    threads = [threading.Thread(target=deliver, args=(f"w-{n}", copy)) for n in range(12) for copy in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    with runtime.sessions() as session, shop_context(shop_id):
+        events = {event.dedupe_key: event.id for event in session.scalars(select(InboundEvent))}
+        jobs = sorted(job.args["event_id"] for job in session.scalars(select(Job).where(Job.kind == INGEST)))
+    assert len(events) == 12 and jobs == sorted(events.values())
+    for n in range(12):  # of the two copies of each delivery, exactly one was accepted, with that event's id
+        answers = [outcomes[f"w-{n}/{copy}"] for copy in range(2)]
+        assert sorted(answers, key=lambda a: a is None) == [events[f"w-{n}"], None]
