@@ -91,6 +91,8 @@ class FakeTwilio:
     errors: dict[str, tuple[int, dict, dict]] = field(default_factory=dict)  # to -> (status, body, headers)
     requests: list[dict] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    hang_up_on: set[str] = field(default_factory=set)  # numbers whose message is created, but no reply is sent
+    created: dict[str, str] = field(default_factory=dict)  # to -> SID of the message Twilio holds
 
     @property
     def base_url(self) -> str:
@@ -111,6 +113,11 @@ class FakeTwilio:
                 if body is None:
                     body = {"sid": f"SM{len(fake.requests):032x}", "status": "queued", "to": form.get("To"),
                             "body": form.get("Body"), "num_segments": "1"}
+                    fake.created[form.get("To")] = body["sid"]
+                if form.get("To") in fake.hang_up_on:
+                    self.close_connection = True  # the message exists at Twilio; the caller never hears so
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 raw = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -91,7 +91,7 @@ def test_the_sent_message_records_its_gates_and_one_accepted_attempt(mail_runtim
     work(mail_runtime)
     message = message_row(mail_runtime, shop_id, scheduled.message_id)
     assert message.status == "sent" and message.sent_at is not None
-    assert gates_of(message) == [("exit_conditions", "pass"), ("consent", "pass"), ("suppression", "pass"),
+    assert gates_of(message) == [("exit_conditions", "pass"), ("consent", "pass"), ("preference", "pass"), ("suppression", "pass"),
                                  ("quiet_hours", "pass"), ("frequency_cap", "pass"), ("send", "accepted")]
     assert [(a.attempt, a.provider, a.outcome) for a in attempts_of(mail_runtime, shop_id, scheduled.message_id)] == \
         [(1, "smtp", "accepted")]
@@ -136,6 +136,37 @@ def test_a_suppressed_address_gets_nothing(mail_runtime, sink):
     message = message_row(mail_runtime, shop_id, scheduled.message_id)
     assert message.status == "suppressed" and gates_of(message)[-1] == ("suppression", "block")
     assert sink.handler.received == []
+
+
+def test_a_suppressed_address_in_quiet_hours_is_suppressed_not_merely_postponed(mail_runtime, sink):
+    now_local = utcnow().astimezone(ZoneInfo("Europe/Warsaw"))
+    quiet = {"start": (now_local - dt.timedelta(minutes=1)).strftime("%H:%M"),
+             "end": (now_local - dt.timedelta(minutes=2)).strftime("%H:%M")}
+    shop_id, customer_id = make_marketing_customer(mail_runtime, shop_fields={"settings": {"quiet_hours": quiet}})
+    with mail_runtime.sessions.begin() as session, shop_context(shop_id):
+        session.add(Suppression(shop_id=shop_id, channel="email", address="marta@example.pl", reason="hard_bounce"))
+    scheduled = _cart_reminder(mail_runtime, shop_id, customer_id)
+    work(mail_runtime)
+    message = message_row(mail_runtime, shop_id, scheduled.message_id)
+    assert message.status == "suppressed" and gates_of(message)[-1] == ("suppression", "block")
+
+
+def test_a_batch_sends_each_due_message_once_and_records_each_on_its_own(mail_runtime, sink):
+    shop_id, _ = make_marketing_customer(mail_runtime, consent=())
+    with mail_runtime.sessions.begin() as session, shop_context(shop_id):
+        session.add(Suppression(shop_id=shop_id, channel="email", address="buyer3@example.pl", reason="hard_bounce"))
+        ids = [schedule_message(session, shop_id=shop_id, channel="email", kind="shipping", template="order_shipped",
+                                recipient=f"buyer{n}@example.pl", context=SHIPPED_CONTEXT,
+                                dedupe_parts=(f"order-{n}",)).message_id for n in range(7)]
+    work(mail_runtime)
+    statuses = [message_row(mail_runtime, shop_id, m).status for m in ids]
+    assert statuses == ["sent"] * 3 + ["suppressed"] + ["sent"] * 3
+    assert sorted(env.rcpt_tos[0] for env in sink.handler.received) == sorted(
+        f"buyer{n}@example.pl" for n in range(7) if n != 3)
+    assert len(set(sink.handler.peers)) == 1  # one SMTP connection for the whole batch
+    for message_id in ids:
+        assert [j.status for j in send_jobs(mail_runtime, message_id)] == ["succeeded"]
+    assert [len(attempts_of(mail_runtime, shop_id, m)) for m in ids] == [1, 1, 1, 0, 1, 1, 1]
 
 
 def test_a_reminder_is_cancelled_when_the_cart_was_bought_meanwhile(mail_runtime, sink):

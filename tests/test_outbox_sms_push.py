@@ -42,7 +42,7 @@ def test_a_shipping_sms_goes_to_the_e164_number_with_a_status_callback(sms_runti
     work(sms_runtime)
     (request,) = twilio.requests
     assert request["form"]["To"] == "+48600111222"
-    assert request["form"]["StatusCallback"] == f"{PUBLIC_URL}/m/twilio/status/{shop_id}"
+    assert request["form"]["StatusCallback"] == f"{PUBLIC_URL}/m/twilio/status/{shop_id}/{scheduled.message_id}"
     assert request["form"]["Body"].startswith("Sklep Żółw: zamówienie #1042 wysłane")
     message = message_row(sms_runtime, shop_id, scheduled.message_id)
     assert message.status == "sent" and message.provider_message_id.startswith("SM")
@@ -128,6 +128,24 @@ def test_a_gone_subscription_is_deleted_and_the_message_failed(push_runtime, pus
     assert message_row(push_runtime, shop_id, scheduled.message_id).status == "failed"
     with push_runtime.sessions() as session, shop_context(shop_id):
         assert session.get(PushSubscription, subscription_id) is None
+
+
+def test_a_batch_of_pushes_arrives_once_each_over_reused_connections(push_runtime, push_service):
+    push_service.answers["/push/3"] = (410, {})
+    shop_id, customer_id = make_marketing_customer(  # one customer's eight browsers; no cap, so all may go
+        push_runtime, consent=(), shop_fields={"settings": {"quiet_hours": None, "frequency_cap": None}})
+    subscriptions = [_subscribe(push_runtime, shop_id, customer_id, f"{push_service.origin}/push/{n}") for n in range(8)]
+    ids = [schedule(push_runtime, shop_id, channel="push", kind="shipping", template="order_shipped",
+                    customer_id=customer_id, push_subscription_id=subscription_id, context=SHIPPED_CONTEXT,
+                    dedupe_parts=("order-1042", n)).message_id for n, (subscription_id, _) in enumerate(subscriptions)]
+    work(push_runtime)
+    assert sorted(receipt.path for receipt in push_service.received) == sorted(f"/push/{n}" for n in range(8))
+    assert [message_row(push_runtime, shop_id, m).status for m in ids] == ["sent"] * 3 + ["failed"] + ["sent"] * 4
+    for receipt in push_service.received:
+        browser = subscriptions[int(receipt.path.rsplit("/", 1)[1])][1]
+        assert json.loads(browser.decrypt(receipt.body))["title"] == "Sklep Żółw"
+    # Connections were kept: far fewer client ports than pushes.
+    assert len({receipt.peer_port for receipt in push_service.received}) <= 3
 
 
 def test_the_segment_count_is_recorded_before_the_sms_leaves(sms_runtime, twilio):

@@ -54,6 +54,19 @@ def consent_gate(kind: str, channel: str, consent_state: str | None, *, push_sub
                    status="suppressed")
 
 
+def preference_gate(kind: str, channel: str, wanted: bool | None) -> Verdict:
+    """The customer's own choice for this kind of message on this channel (the preferences page).
+
+    Transactional messages (an order confirmation, a password reset) cannot be switched off.
+    """
+    if kind == "transactional":
+        return Verdict("preference", PASS, "transactional message: not a matter of preference")
+    if wanted is False:
+        return Verdict("preference", BLOCK, f"the customer switched off {kind} messages by {channel}",
+                       status="suppressed")
+    return Verdict("preference", PASS, f"{kind} messages by {channel} not switched off")
+
+
 def suppression_gate(reason: str | None) -> Verdict:
     if reason:
         return Verdict("suppression", BLOCK, f"address suppressed: {reason}", status="suppressed")

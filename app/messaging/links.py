@@ -1,10 +1,12 @@
 """Signed links a message carries: unsubscribe, open pixel and click redirects; each salt signs one kind only."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, Serializer, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
 
 from app.config import Settings
 
@@ -26,8 +28,23 @@ class UnsubscribeTarget:
     message_id: int | None
 
 
+class _UncompressedSerializer(URLSafeSerializer):
+    """Writes tokens without trying zlib first (reads both kinds). Click and open links are signed for every
+    message sent and only ever sit in email HTML, where a few more characters cost nothing; unsubscribe links,
+    which also go in SMS, stay compressed."""
+
+    def dump_payload(self, obj) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
 def _serializer(settings: Settings, salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.secret_key, salt=salt)
+    return _serializer_for(settings.secret_key, salt)
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer_for(secret_key: str, salt: str) -> URLSafeSerializer:
+    kind = URLSafeSerializer if salt == UNSUBSCRIBE_SALT else _UncompressedSerializer
+    return kind(secret_key, salt=salt)
 
 
 def unsubscribe_token(settings: Settings, target: UnsubscribeTarget) -> str:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.jobs.queue import enqueue
@@ -190,12 +190,3 @@ def higher_priority_due(session: Session, message: Message, now: dt.datetime) ->
             Message.channel == message.channel, same_person, Message.id != message.id, Message.status == "scheduled",
             Message.kind.in_(higher), Message.due_at <= now)
     ).scalar_one()
-
-
-def claim_for_sending(session: Session, message_id: int) -> bool:
-    """Mark the row `sending` only if it is still `scheduled`: of two runners, one wins."""
-    result = session.execute(
-        update(messages_table).where(messages_table.c.id == message_id, messages_table.c.status == "scheduled")
-        .values(status="sending")
-    )
-    return result.rowcount == 1

@@ -27,15 +27,21 @@ WORDS = {
     "pl": {"title": "Ustawienia wiadomości", "unsubscribe": "Wypisz mnie z wiadomości {channel}",
            "done": "Wypisano. Nie wyślemy już wiadomości marketingowych kanałem {channel}.",
            "keep": "Chcę nadal otrzymywać", "save": "Zapisz", "email": "e-mail", "sms": "SMS", "push": "push",
-           "saved": "Zapisano ustawienia."},
+           "saved": "Zapisano ustawienia.", "kinds": "Co chcesz otrzymywać",
+           "shipping": "Informacje o wysyłce zamówień", "recovery": "Przypomnienia o porzuconym koszyku",
+           "promotional": "Promocje i nowości"},
     "ro": {"title": "Preferințe mesaje", "unsubscribe": "Dezabonează-mă de la mesajele {channel}",
            "done": "Te-ai dezabonat. Nu vei mai primi mesaje de marketing prin {channel}.",
            "keep": "Vreau să primesc în continuare", "save": "Salvează", "email": "e-mail", "sms": "SMS",
-           "push": "push", "saved": "Preferințele au fost salvate."},
+           "push": "push", "saved": "Preferințele au fost salvate.", "kinds": "Ce vrei să primești",
+           "shipping": "Informații despre livrarea comenzilor", "recovery": "Mementouri pentru coșul abandonat",
+           "promotional": "Promoții și noutăți"},
     "en": {"title": "Message preferences", "unsubscribe": "Unsubscribe me from {channel} messages",
            "done": "You are unsubscribed. No more marketing messages by {channel}.",
            "keep": "I still want to receive", "save": "Save", "email": "email", "sms": "SMS", "push": "push",
-           "saved": "Your preferences are saved."},
+           "saved": "Your preferences are saved.", "kinds": "What you want to receive",
+           "shipping": "Order shipping updates", "recovery": "Reminders about a cart you left",
+           "promotional": "Promotions and news"},
 }
 
 PAGE = """<!DOCTYPE html>
@@ -53,9 +59,19 @@ PAGE = """<!DOCTYPE html>
 {% if states %}
 <h2 style="font-size: 16px;">{{ w.title }}</h2>
 <form method="post" action="{{ action }}/preferences">
+  <input type="hidden" name="kinds_shown" value="1">
   {% for ch, state in states.items() %}
+  <fieldset style="margin: 0 0 16px; border: 1px solid #ddd;">
+  <legend>{{ w[ch] }}</legend>
   <p><label><input type="checkbox" name="keep_{{ ch }}" value="1" {% if state == "granted" %}checked{% else %}disabled{% endif %}>
      {{ w.keep }}: {{ w[ch] }}</label></p>
+  <p>{{ w.kinds }}:</p>
+  {% for kind in kinds %}
+  <p><label><input type="checkbox" name="want_{{ ch }}_{{ kind }}" value="1"
+     {% if choices[(ch, kind)] %}checked{% endif %} {% if not choosable(ch, kind) %}disabled{% endif %}>
+     {{ w[kind] }}</label></p>
+  {% endfor %}
+  </fieldset>
   {% endfor %}
   <button type="submit">{{ w.save }}</button>
 </form>
@@ -83,8 +99,11 @@ def _page(target: links.UnsubscribeTarget, token: str, *, notice: str | None = N
     locale = (customer.locale if customer and customer.locale else None) or shop.locale or "en"
     locale = locale if locale in WORDS else "en"
     states = feedback.current_consents(session, customer.id) if customer else {}
+    choices = feedback.current_kind_choices(session, customer.id) if customer else {}
     html = render_template_string(PAGE, locale=locale, w=WORDS[locale], shop_name=shop.name or shop.domain,
-                                  channel=target.channel, action=f"/m/u/{token}", states=states, notice=notice, done=done)
+                                  channel=target.channel, action=f"/m/u/{token}", states=states, notice=notice, done=done,
+                                  kinds=feedback.PREFERENCE_KINDS, choices=choices,
+                                  choosable=lambda ch, kind: _choosable(states, ch, kind))
     return Response(html, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
                                 "Referrer-Policy": "no-referrer"})
 
@@ -113,14 +132,27 @@ def one_click_unsubscribe(token: str):
                      done=True)
 
 
+def _choosable(states: dict, channel: str, kind: str) -> bool:
+    """Marketing kinds are offered only on a channel the customer consented to; shipping updates always."""
+    return kind not in feedback.MARKETING_KINDS or states.get(channel) == "granted"
+
+
 @messaging_public.post("/u/<token>/preferences")
 def save_preferences(token: str):
     target = _target(token)
     with shop_context(target.shop_id):
         session = db()
         wanted = {channel: request.form.get(f"keep_{channel}") == "1" for channel in feedback.PREFERENCE_CHANNELS}
+        kinds = None
+        if request.form.get("kinds_shown") == "1" and target.customer_id is not None:
+            # A disabled checkbox is not sent at all: only the choices the page offered are read.
+            states = feedback.current_consents(session, target.customer_id)
+            kinds = {(channel, kind): request.form.get(f"want_{channel}_{kind}") == "1"
+                     for channel in feedback.PREFERENCE_CHANNELS for kind in feedback.PREFERENCE_KINDS
+                     if _choosable(states, channel, kind)}
         feedback.set_preferences(session, target, wanted, ip=request.remote_addr,
-                                 user_agent=request.headers.get("User-Agent"), form_text_version=PREFERENCES_TEXT_VERSION)
+                                 user_agent=request.headers.get("User-Agent"), form_text_version=PREFERENCES_TEXT_VERSION,
+                                 kinds=kinds)
         session.commit()
         shop = session.get(Shop, target.shop_id)
         return _page(target, token, notice=WORDS.get(shop.locale if shop else "en", WORDS["en"])["saved"])
@@ -170,11 +202,14 @@ def _verified_twilio_form() -> dict:
 
 
 @messaging_public.post("/twilio/status/<int:shop_id>")
-def twilio_status(shop_id: int):
+@messaging_public.post("/twilio/status/<int:shop_id>/<int:message_id>")
+def twilio_status(shop_id: int, message_id: int | None = None):
+    """Delivery status. The URL names the message (we set it per send), so a send whose reply we never got
+    (`unknown`) is settled by Twilio's word; the signature covers the URL, so the id cannot be swapped."""
     form = _verified_twilio_form()
     with shop_context(shop_id):
         session = db()
-        feedback.apply_twilio_status(session, shop_id, form)
+        feedback.apply_twilio_status(session, shop_id, form, message_id)
         session.commit()
     return Response("", 204)
 

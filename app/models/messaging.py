@@ -1,4 +1,4 @@
-"""The outbox and what governs it: messages, attempts, consent, suppression, push subscriptions, coupons."""
+"""The outbox and what governs it: messages, attempts, consent, preferences, suppression, push subscriptions, coupons."""
 from __future__ import annotations
 
 import datetime as dt
@@ -81,6 +81,27 @@ class Consent(TenantScoped, Base):
     state: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(32))
     form_text_version: Mapped[str | None] = mapped_column(String(64))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MessagePreference(TenantScoped, Base):
+    """A customer's choice about one kind of message on one channel; the newest row per (customer, channel, kind)
+    is the current choice. Marketing still needs consent on the channel: a preference only narrows it."""
+
+    __tablename__ = "message_preferences"
+    __table_args__ = (
+        tenant_fk("customer_id", "customers", ondelete="CASCADE"),
+        Index("ix_message_preferences_shop_customer", "shop_id", "customer_id", "channel", "kind", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(IdType)
+    channel: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    wanted: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(32))
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

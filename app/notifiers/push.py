@@ -55,16 +55,73 @@ class PushSettings:
     default_ttl: int = 86_400
 
 
+@dataclass(frozen=True)
+class PushResponse:
+    """What pywebpush and we read of a push service's answer."""
+
+    status_code: int
+    reason: str
+    headers: object  # urllib3's HTTPHeaderDict: case-insensitive
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+class PooledPoster:
+    """The one method pywebpush calls on its session (`post`), on urllib3's connection pools.
+
+    Connections to each push service are kept and reused. requests' per-request work (hooks, cookies, reading the
+    proxy environment every time) cost more than the push itself; the environment is read once here
+    (HTTP(S)_PROXY, REQUESTS_CA_BUNDLE). No redirects are followed, nothing is retried: a send is retried only by
+    the outbox, and only when nothing left. Transport errors come out as requests' exceptions, as before.
+    """
+
+    def __init__(self):
+        import os
+        import urllib.request
+
+        import certifi
+        import urllib3
+
+        ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+        proxies = urllib.request.getproxies()
+        self._managers = {
+            scheme: urllib3.ProxyManager(proxies[scheme], num_pools=16, maxsize=2, retries=False, ca_certs=ca_certs)
+            if proxies.get(scheme) else urllib3.PoolManager(num_pools=16, maxsize=2, retries=False, ca_certs=ca_certs)
+            for scheme in ("http", "https")}
+
+    def post(self, url: str, data=None, headers=None, timeout: float | None = None) -> PushResponse:
+        import urllib3
+        from urllib3 import exceptions as errors
+
+        manager = self._managers["https" if url.startswith("https:") else "http"]
+        try:
+            answer = manager.request("POST", url, body=data, headers={k: str(v) for k, v in (headers or {}).items()},
+                                     timeout=urllib3.Timeout(connect=timeout, read=timeout), redirect=False,
+                                     retries=False)
+        except errors.ConnectTimeoutError as exc:
+            raise requests.ConnectTimeout(exc) from exc
+        except (errors.HTTPError, OSError) as exc:  # refused (NewConnectionError) or broken off after sending
+            raise requests.ConnectionError(exc) from exc
+        return PushResponse(answer.status, answer.reason or "", answer.headers, answer.data)
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.clear()
+
+
 class PushNotifier:
     """Sends encrypted web push messages signed with the installation's VAPID key."""
 
     channel = "push"
     provider = "webpush"
 
-    def __init__(self, vapid: Vapid02, settings: PushSettings, session: requests.Session | None = None):
+    def __init__(self, vapid: Vapid02, settings: PushSettings, session: requests.Session | PooledPoster | None = None):
         self.vapid = vapid
         self.settings = settings
-        self.session = session or requests.Session()
+        self.session = session or PooledPoster()
 
     def send(self, envelope: Envelope) -> SendOutcome:
         payload = envelope.payload
