@@ -10,12 +10,14 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import BigInteger, case, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.automations.batches import enqueue_batches
-from app.automations.signals import emit_signal
-from app.automations.trace import record_decision
+from app.automations.signals import SignalFact, emit_signals
+from app.automations.trace import decision_row, record_decisions
 from app.clock import clock_scan, period_key
 from app.jobs.registry import job_kind
 from app.models import Cart, CartLine, Customer, Order, Shop, utcnow
@@ -187,6 +189,40 @@ def customer_for_cart(session: Session, shop_id: int, cart: Cart) -> Customer:
     return customer
 
 
+def customers_for_carts(session: Session, shop_id: int, carts: list[Cart]) -> dict[int, Customer]:
+    """`customer_for_cart` for many carts at once: cart id -> customer (found by id, email or phone, else a new guest).
+
+    Three reads and one multi-row insert, however many carts; two carts with the same address share a guest.
+    The carts are not changed: the caller writes `customer_id` (detection does it with one UPDATE).
+    """
+    named = {c.customer_id for c in carts if c.customer_id is not None}
+    emails = {c.email for c in carts if c.email}
+    phones = {c.phone for c in carts if c.phone}
+    by_id = {c.id: c for c in session.scalars(select(Customer).where(Customer.shop_id == shop_id,
+                                                                       Customer.id.in_(named)))} if named else {}
+    by_email: dict[str, Customer] = {}
+    by_phone: dict[str, Customer] = {}
+    for column, values, found in ((Customer.email, emails, by_email), (Customer.phone, phones, by_phone)):
+        if values:  # the oldest customer with the address, as customer_for_contact picks
+            for customer in session.scalars(select(Customer).where(Customer.shop_id == shop_id, column.in_(values))
+                                            .order_by(Customer.id)):
+                found.setdefault(getattr(customer, column.key), customer)
+    chosen: dict[int, Customer] = {}
+    for cart in carts:
+        customer = by_id.get(cart.customer_id) or (by_email.get(cart.email) if cart.email else None) \
+            or (by_phone.get(cart.phone) if cart.phone else None)
+        if customer is None:
+            customer = Customer(shop_id=shop_id, platform_id=None, email=cart.email, phone=cart.phone)
+            session.add(customer)
+            if cart.email:
+                by_email[cart.email] = customer
+            if cart.phone:
+                by_phone.setdefault(cart.phone, customer)
+        chosen[cart.id] = customer
+    session.flush()  # the new guests, in one statement
+    return chosen
+
+
 def detect_abandoned_carts(session: Session, shop_id: int, cart_ids: list[int], now: dt.datetime) -> dict[str, int]:
     """Decide each still-active cart; returns how many got each verdict."""
     shop = session.get(Shop, shop_id)
@@ -201,34 +237,62 @@ def detect_abandoned_carts(session: Session, shop_id: int, cart_ids: list[int], 
     converting = _converting_orders(session, shop_id, carts)
     threshold, sender = abandon_after(shop.settings), other_sender(shop.settings)
     counts: dict[str, int] = defaultdict(int)
+    verdicts = {}
     for cart in carts:
         facts = CartFacts(cart.last_activity_at, bool(cart.email or cart.phone), cart.id in with_lines or cart.total > 0,
                           converting.get(cart.id), shop.status == "active", sender)
-        verdict = abandonment_verdict(facts, now, threshold)
+        verdicts[cart.id] = (facts, abandonment_verdict(facts, now, threshold))
+    customers = customers_for_carts(session, shop_id, [c for c in carts if verdicts[c.id][1] == "abandoned"])
+    abandoned_signals, decisions = [], []
+    for cart in carts:
+        facts, verdict = verdicts[cart.id]
         counts[verdict] += 1
         if verdict == "not_due":
             continue
         subject = ("cart", cart.id)
         if verdict == "converted":
             cart.status, cart.recovered_order_id = "converted", facts.converting_order_id
-            record_decision(session, shop_id, "cart_converted", customer_id=cart.customer_id, subject=subject, now=now,
-                            order_id=facts.converting_order_id, gate="detection")
+            decisions.append(decision_row(shop_id, "cart_converted", customer_id=cart.customer_id, subject=subject, now=now,
+                                          order_id=facts.converting_order_id, gate="detection"))
             continue
         if verdict != "abandoned":
             cart.status = "idle"
-            record_decision(session, shop_id, f"cart_idle_{verdict}", customer_id=cart.customer_id, subject=subject,
-                            now=now, gate="detection", sender=sender)
+            decisions.append(decision_row(shop_id, f"cart_idle_{verdict}", customer_id=cart.customer_id, subject=subject,
+                                          now=now, gate="detection", sender=sender))
             continue
-        customer = customer_for_cart(session, shop_id, cart)
-        cart.status, cart.abandoned_at = "abandoned", now
-        emit_signal(session, shop_id, "cart_abandoned",
-                    dedupe_key=f"cart_abandoned:{cart.id}:{int(cart.last_activity_at.timestamp())}",
-                    customer_id=customer.id, subject=subject, now=now, occurred_at=now,
-                    payload={"cart_id": cart.id, "total": cart.total, "currency": cart.currency,
-                             "version": int(cart.last_activity_at.timestamp())})
-        record_decision(session, shop_id, "cart_abandoned", customer_id=customer.id, subject=subject, now=now,
-                        gate="detection", idle_minutes=int((now - cart.last_activity_at).total_seconds() // 60))
+        customer = customers[cart.id]
+        abandoned_signals.append(SignalFact(  # occurred now: written in one statement below
+            shop_id, "cart_abandoned", dedupe_key=f"cart_abandoned:{cart.id}:{int(cart.last_activity_at.timestamp())}",
+            customer_id=customer.id, subject=subject,
+            payload={"cart_id": cart.id, "total": cart.total, "currency": cart.currency,
+                     "version": int(cart.last_activity_at.timestamp())}))
+        decisions.append(decision_row(shop_id, "cart_abandoned", customer_id=customer.id, subject=subject, now=now,
+                                      gate="detection", idle_minutes=int((now - cart.last_activity_at).total_seconds() // 60)))
+    _mark_abandoned(session, shop_id, {cart_id: customer.id for cart_id, customer in customers.items()}, now)
+    emit_signals(session, abandoned_signals, now=now)
+    record_decisions(session, decisions)
     return dict(counts)
+
+
+def _mark_abandoned(session: Session, shop_id: int, owners: dict[int, int], now: dt.datetime) -> None:
+    """status `abandoned` and the customer, for all these carts in one UPDATE (not one statement per cart)."""
+    if not owners:
+        return
+    carts = Cart.__table__
+    if session.get_bind().dialect.name == "postgresql":  # two array parameters, not a CASE of 2 x 500
+        pairs = select(func.unnest(literal(list(owners), ARRAY(BigInteger))).label("cart_id"),
+                       func.unnest(literal(list(owners.values()), ARRAY(BigInteger))).label("customer_id")).subquery()
+        statement = update(carts).where(carts.c.shop_id == shop_id, carts.c.id == pairs.c.cart_id).values(
+            status="abandoned", abandoned_at=now, customer_id=pairs.c.customer_id)
+    else:
+        statement = update(carts).where(carts.c.shop_id == shop_id, carts.c.id.in_(owners)).values(
+            status="abandoned", abandoned_at=now, customer_id=case(owners, value=carts.c.id))
+    session.execute(statement.execution_options(synchronize_session=False))
+    for cart_id, customer_id in owners.items():  # the loaded rows learn what was written, without writing again
+        cart = session.get(Cart, cart_id)
+        if cart is not None:
+            for key, value in (("status", "abandoned"), ("abandoned_at", now), ("customer_id", customer_id)):
+                set_committed_value(cart, key, value)
 
 
 @job_kind("automations.detect_abandoned")

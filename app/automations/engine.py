@@ -14,18 +14,20 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.automations.definitions import evaluate, step_targets
 from app.automations.batches import enqueue_batches
 from app.automations.detection import customer_for_contact
 from app.automations.details import custom_events_since_start, message_details
 from app.automations.outbox_port import Refused, submit_message
-from app.automations.segments import refresh_customers, refresh_for_signals, segment_names, trigger_matches
+from app.automations.segments import (refresh_customers, refresh_for_signals, segment_names, segment_names_of,
+                                      trigger_matches)
 from app.automations.signals import is_paid
 from app.automations.timing import wait_until
-from app.automations.trace import record_decision
+from app.automations.trace import decision_row, record_decision, record_decisions
 from app.automations.truth import LiveQuery, LiveState, StoreUnreachable, purchase_since, read_live_state
 from app.clock import clock_scan, period_key
 from app.config import Settings
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 ROUTE_SCAN, ROUTE_EVERY = "automations.route_signals", 15
 STEPS_SCAN, STEPS_EVERY = "automations.due_steps", 30
 SCAN_LIMIT, BATCH = 50_000, 200
+RUN_CHUNK = 500  # runs per read and per transaction when no live read is involved
+LIVE_CHUNK = 25  # runs per transaction when each first re-reads the live store
 ACTIVE_STATES = ("waiting", "running")
 MAX_STEPS_PER_WAKE = 50
 LIVE_RETRY = dt.timedelta(minutes=15)
@@ -80,7 +84,11 @@ def route_signals_job(ctx, signal_ids: list[int]) -> None:
 
 
 def route_signals(session: Session, shop_id: int, signal_ids: list[int], now: dt.datetime) -> list[int]:
-    """Start runs of the shop's enabled flows whose trigger matches each signal; returns the new run ids."""
+    """Start runs of the shop's enabled flows whose trigger matches each signal; returns the new run ids.
+
+    The whole batch is decided in memory (customers, runs in flight and audience facts read once for all
+    signals) and the new runs are written in one multi-row INSERT, keeping the unique key as the dedupe.
+    """
     query = select(Signal).where(Signal.shop_id == shop_id, Signal.id.in_(signal_ids), Signal.routed_at.is_(None))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -91,61 +99,133 @@ def route_signals(session: Session, shop_id: int, signal_ids: list[int], now: dt
     flows: dict[str, list[Flow]] = defaultdict(list)
     for flow in session.scalars(select(Flow).where(Flow.shop_id == shop_id, Flow.enabled.is_(True)).order_by(Flow.id)):
         flows[flow.trigger].append(flow)
-    started = []
+    starter = _RunStarter(session, shop_id, now, [f for kind in {s.kind for s in pending} for f in flows.get(kind, [])],
+                          pending)
     for signal in pending:
         for flow in flows.get(signal.kind, []):
-            if not trigger_matches(flow.definition or {}, signal.kind, signal.payload):
-                continue
-            run_id = start_run(session, shop_id, flow, signal, now)
-            if run_id is not None:
-                started.append(run_id)
-        signal.routed_at = now
+            if trigger_matches(flow.definition or {}, signal.kind, signal.payload):
+                starter.consider(flow, signal)
+    started = starter.write()
+    signals = Signal.__table__  # routed, all in one statement
+    session.execute(update(signals).where(signals.c.shop_id == shop_id, signals.c.id.in_([s.id for s in pending]))
+                    .values(routed_at=now).execution_options(synchronize_session=False))
+    for signal in pending:
+        set_committed_value(signal, "routed_at", now)
     session.flush()
     if started:  # the first steps run now, not at the next clock tick
-        enqueue(session, "automations.run_step", shop_id=shop_id, run_ids=started,
-                dedupe_key=f"automations.start:{shop_id}:{started[0]}")
+        for first in range(0, len(started), BATCH):
+            enqueue(session, "automations.run_step", shop_id=shop_id, run_ids=started[first:first + BATCH],
+                    dedupe_key=f"automations.start:{shop_id}:{started[first]}")
     return started
 
 
 def start_run(session: Session, shop_id: int, flow: Flow, signal: Signal, now: dt.datetime) -> int | None:
-    definition = flow.definition or {}
-    subject = (signal.subject_type, signal.subject_id) if signal.subject_type else None
-    trace = dict(flow_id=flow.id, flow_version=flow.version, signal_id=signal.id, now=now, subject=subject)
-    customer = _signal_customer(session, shop_id, signal)
-    if customer is None:
-        record_decision(session, shop_id, "not_started_no_customer", **trace)
-        return None
-    context = {"subject": {"type": signal.subject_type, "id": signal.subject_id}, "signal_id": signal.id,
-               "signal": signal.payload or {}, "since": signal.occurred_at.isoformat(),
-               "version": (signal.payload or {}).get("version") or signal.id}
-    audience = definition.get("audience")
-    if audience and not evaluate(audience, gather_facts(session, shop_id, customer, context)):
-        record_decision(session, shop_id, "not_started_audience", customer_id=customer.id, **trace)
-        return None
-    trigger_key = f"{signal.subject_type}:{signal.subject_id}" if signal.subject_type else f"signal:{signal.id}"
-    active = list(session.scalars(select(FlowRun).where(FlowRun.shop_id == shop_id, FlowRun.flow_id == flow.id,
-                                                        FlowRun.customer_id == customer.id, FlowRun.state.in_(ACTIVE_STATES))))
-    if definition.get("reentry") == "parallel":  # every signal its own run (each refund, each product alert)
-        active, trigger_key = [], f"signal:{signal.id}"
-    elif definition.get("reentry") == "restart":  # a newer status of the same order restarts: a key of its own
-        trigger_key = f"{trigger_key}:signal:{signal.id}"
-    if active and definition.get("reentry", "skip") == "skip":
-        record_decision(session, shop_id, "not_started_already_in_flow", customer_id=customer.id,
-                        flow_run_id=active[0].id, **trace)
-        return None
-    for old in active:
-        _finish(session, old, "exited", "superseded", now)
-    table = FlowRun.__table__
-    run_id = session.execute(_insert(session, table).values(
-        shop_id=shop_id, flow_id=flow.id, flow_version=flow.version, customer_id=customer.id, trigger_key=trigger_key,
-        state="waiting", next_step=0, due_at=now, context=context, started_at=now,
-    ).on_conflict_do_nothing(index_elements=["shop_id", "flow_id", "customer_id", "trigger_key"]).returning(table.c.id)
-    ).scalar_one_or_none()
-    if run_id is None:
-        record_decision(session, shop_id, "not_started_duplicate", customer_id=customer.id, **trace)
-        return None
-    record_decision(session, shop_id, "run_started", customer_id=customer.id, flow_run_id=run_id, **trace)
-    return run_id
+    """Start one run of `flow` for `signal` (route_signals does this for many at once)."""
+    starter = _RunStarter(session, shop_id, now, [flow], [signal])
+    starter.consider(flow, signal)
+    started = starter.write()
+    return started[0] if started else None
+
+
+class _RunStarter:
+    """Decides, for a batch of signals, which runs start; writes them with one INSERT per batch."""
+
+    def __init__(self, session: Session, shop_id: int, now: dt.datetime, flows: list[Flow], signals: list[Signal]):
+        self.session, self.shop_id, self.now = session, shop_id, now
+        self.book = _Book(session, shop_id)
+        customer_ids = {s.customer_id for s in signals if s.customer_id is not None}
+        self.book.load_customers(customer_ids)
+        if any((f.definition or {}).get("audience") for f in flows):  # only an audience reads the cart or order
+            self.book.load_subjects({s.subject_id for s in signals if s.subject_type == "cart" and s.subject_id},
+                                    {s.subject_id for s in signals if s.subject_type == "order" and s.subject_id})
+        self.active: dict[tuple[int, int], list[FlowRun]] = defaultdict(list)
+        flow_ids = [f.id for f in flows]
+        if flow_ids and customer_ids:
+            for run in self.session.scalars(select(FlowRun).where(
+                    FlowRun.shop_id == shop_id, FlowRun.flow_id.in_(flow_ids), FlowRun.customer_id.in_(customer_ids),
+                    FlowRun.state.in_(ACTIVE_STATES)).order_by(FlowRun.id)):
+                self.active[(run.flow_id, run.customer_id)].append(run)
+        self.rows: list[dict] = []  # runs to insert, with the trace of the decision each one gets
+        self.waiting: set[tuple[int, int]] = set()  # (flow, customer) with a row still in self.rows
+        self.fresh: dict[tuple[int, int], list[int]] = defaultdict(list)  # runs written by this batch
+        self.started: list[int] = []
+        self.decisions: list[dict] = []
+
+    def consider(self, flow: Flow, signal: Signal) -> None:
+        session, shop_id, now = self.session, self.shop_id, self.now
+        definition = flow.definition or {}
+        subject = (signal.subject_type, signal.subject_id) if signal.subject_type else None
+        trace = dict(flow_id=flow.id, flow_version=flow.version, signal_id=signal.id, now=now, subject=subject)
+        customer = _signal_customer(session, shop_id, signal)
+        if customer is None:
+            self.decisions.append(decision_row(shop_id, "not_started_no_customer", **trace))
+            return
+        context = {"subject": {"type": signal.subject_type, "id": signal.subject_id}, "signal_id": signal.id,
+                   "signal": signal.payload or {}, "since": signal.occurred_at.isoformat(),
+                   "version": (signal.payload or {}).get("version") or signal.id}
+        audience = definition.get("audience")
+        if audience and not evaluate(audience, gather_facts(session, shop_id, customer, context, book=self.book)):
+            self.decisions.append(decision_row(shop_id, "not_started_audience", customer_id=customer.id, **trace))
+            return
+        trigger_key = f"{signal.subject_type}:{signal.subject_id}" if signal.subject_type else f"signal:{signal.id}"
+        key = (flow.id, customer.id)
+        if key in self.waiting:  # a second signal for the same customer in this batch sees the first one's run
+            self.write()
+        if key in self.fresh:  # runs this batch already started for the same customer
+            self.active[key] += list(session.scalars(select(FlowRun).where(FlowRun.shop_id == shop_id,
+                                                                           FlowRun.id.in_(self.fresh.pop(key)))))
+        if key not in self.active and customer.id not in self.book.customer_ids:  # a guest found by contact
+            self.active[key] = list(session.scalars(select(FlowRun).where(
+                FlowRun.shop_id == shop_id, FlowRun.flow_id == flow.id, FlowRun.customer_id == customer.id,
+                FlowRun.state.in_(ACTIVE_STATES))))
+        active = [run for run in self.active.get(key, []) if run.state in ACTIVE_STATES]
+        if definition.get("reentry") == "parallel":  # every signal its own run (each refund, each product alert)
+            active, trigger_key = [], f"signal:{signal.id}"
+        elif definition.get("reentry") == "restart":  # a newer status of the same order restarts: a key of its own
+            trigger_key = f"{trigger_key}:signal:{signal.id}"
+        if active and definition.get("reentry", "skip") == "skip":
+            self.decisions.append(decision_row(shop_id, "not_started_already_in_flow", customer_id=customer.id,
+                                               flow_run_id=active[0].id, **trace))
+            return
+        for old in active:
+            _finish(session, old, "exited", "superseded", now)
+        self.rows.append(dict(
+            values=dict(shop_id=shop_id, flow_id=flow.id, flow_version=flow.version, customer_id=customer.id,
+                        trigger_key=trigger_key, state="waiting", next_step=0, due_at=now, context=context,
+                        started_at=now),
+            trace=trace))
+        self.waiting.add(key)
+
+    def write(self) -> list[int]:
+        """Insert the runs decided so far (one statement); returns every run this batch started."""
+        rows, self.rows = self.rows, []
+        self.waiting.clear()
+        session, table = self.session, FlowRun.__table__
+        if not rows:
+            record_decisions(session, self.decisions)
+            self.decisions = []
+            return self.started
+        session.flush()  # superseded runs are written before their successors
+        inserted = session.execute(
+            _insert(session, table).on_conflict_do_nothing(
+                index_elements=["shop_id", "flow_id", "customer_id", "trigger_key"])
+            .returning(table.c.id, table.c.flow_id, table.c.customer_id, table.c.trigger_key),
+            [row["values"] for row in rows]).all()
+        ids = {(r.flow_id, r.customer_id, r.trigger_key): r.id for r in inserted}  # a duplicate key is absent
+        for row in rows:
+            values = row["values"]
+            run_id = ids.pop((values["flow_id"], values["customer_id"], values["trigger_key"]), None)
+            if run_id is None:
+                self.decisions.append(decision_row(self.shop_id, "not_started_duplicate",
+                                                   customer_id=values["customer_id"], **row["trace"]))
+                continue
+            self.decisions.append(decision_row(self.shop_id, "run_started", customer_id=values["customer_id"],
+                                               flow_run_id=run_id, **row["trace"]))
+            self.started.append(run_id)
+            self.fresh[(values["flow_id"], values["customer_id"])].append(run_id)
+        record_decisions(session, self.decisions)  # after the runs they name
+        self.decisions = []
+        return self.started
 
 
 def _signal_customer(session: Session, shop_id: int, signal: Signal) -> Customer | None:
@@ -177,19 +257,18 @@ def _subject_rows(session: Session, context: dict) -> tuple[Cart | None, Order |
 
 
 def gather_facts(session: Session, shop_id: int, customer: Customer | None, context: dict,
-                 run_id: int | None = None) -> dict[str, Any]:
+                 run_id: int | None = None, *, book: _Book | None = None) -> dict[str, Any]:
+    """What conditions and audiences read; `book` answers tags, segments and cart lines for a whole batch."""
+    book = book or _Book(session, shop_id)
     facts: dict[str, Any] = {f"signal.{k}": v for k, v in (context.get("signal") or {}).items()}
     if customer is not None:
-        tags = session.scalars(select(Tag.name).join(CustomerTag, CustomerTag.tag_id == Tag.id)
-                               .where(CustomerTag.shop_id == shop_id, CustomerTag.customer_id == customer.id)).all()
         facts.update({"customer.orders_count": customer.orders_count, "customer.total_spent": customer.total_spent,
                       "customer.locale": customer.locale, "customer.has_email": bool(customer.email),
-                      "customer.has_phone": bool(customer.phone), "customer.tags": list(tags),
-                      "customer.segments": segment_names(session, shop_id, customer.id)})
+                      "customer.has_phone": bool(customer.phone), "customer.tags": book.tags(customer.id),
+                      "customer.segments": book.segments(customer.id)})
     cart, order = _subject_rows(session, context)
     if cart is not None:
-        lines = session.scalar(select(func.count()).select_from(CartLine).where(CartLine.shop_id == shop_id,
-                                                                                 CartLine.cart_id == cart.id))
+        lines = book.line_count(cart.id)
         facts.update({"cart.total": cart.total, "cart.currency": cart.currency, "cart.status": cart.status,
                       "cart.lines_count": lines})
     if order is not None:
@@ -229,9 +308,8 @@ def scan_due_steps(runtime, now: dt.datetime) -> int:
 
 @job_kind("automations.run_step")
 def run_step_job(ctx, run_ids: list[int]) -> None:
-    """Advance each due run; each run commits on its own, so a slow store read never holds others back."""
-    for run_id in run_ids:
-        advance_run(ctx.sessions, ctx.settings, ctx.shop_id, run_id, utcnow())
+    """Advance each due run, a chunk of runs per transaction (see advance_runs)."""
+    advance_runs(ctx.sessions, ctx.settings, ctx.shop_id, run_ids, utcnow())
 
 
 def needs_live_check(steps: list[dict], index: int) -> bool:
@@ -272,39 +350,231 @@ def _live_query(session: Session, shop: Shop, run: FlowRun, customer: Customer |
 def advance_run(sessions: sessionmaker[Session], settings: Settings, shop_id: int, run_id: int,
                 now: dt.datetime) -> str | None:
     """Run a due run's steps up to its next wait or its end; returns its state afterwards (None if not due)."""
+    return advance_runs(sessions, settings, shop_id, [run_id], now).get(run_id)
+
+
+def advance_runs(sessions: sessionmaker[Session], settings: Settings, shop_id: int, run_ids: list[int],
+                 now: dt.datetime) -> dict[int, str]:
+    """Run each due run up to its next wait or its end; returns run id -> state afterwards (due runs only).
+
+    Runs go in chunks: one read of what the chunk needs, then one transaction per group that claims the group
+    (`waiting` -> `running` in one UPDATE, so a second worker gets none of it) and runs every claimed run.
+    Runs that re-read the live store first go in small groups, each read just before its group's transaction
+    and outside it (the store may be slow), so a read stays close to the message it allows.
+    """
+    states: dict[int, str] = {}
+    ids = list(dict.fromkeys(run_ids))
+    for first in range(0, len(ids), RUN_CHUNK):
+        states.update(_advance_chunk(sessions, settings, shop_id, ids[first:first + RUN_CHUNK], now))
+    return states
+
+
+def _due(session: Session, shop_id: int, run_ids: list[int], now: dt.datetime) -> list[FlowRun]:
+    return list(session.scalars(select(FlowRun).where(FlowRun.shop_id == shop_id, FlowRun.id.in_(run_ids),
+                                                      FlowRun.state == "waiting", FlowRun.due_at <= now)
+                                .order_by(FlowRun.id)))
+
+
+def _advance_chunk(sessions: sessionmaker[Session], settings: Settings, shop_id: int, run_ids: list[int],
+                   now: dt.datetime) -> dict[int, str]:
+    queries: dict[int, LiveQuery | None] = {}
     with sessions() as session:
-        run = session.get(FlowRun, run_id)
-        if run is None or run.state != "waiting" or run.due_at is None or run.due_at > now:
-            return None
-        steps = _definition(session, run).get("steps") or []
+        runs = _due(session, shop_id, run_ids, now)
+        if not runs:
+            return {}
         shop = session.get(Shop, shop_id)
-        query = _live_query(session, shop, run, session.get(Customer, run.customer_id)) \
-            if needs_live_check(steps, run.next_step) else None
-    live: LiveState | StoreUnreachable | None = None
-    if query is not None:  # outside any write transaction: the store may be slow
-        try:
-            live = read_live_state(sessions, settings, query)
-        except StoreUnreachable as exc:
-            live = exc
-    with sessions.begin() as session:
-        claimed = session.execute(update(FlowRun).where(FlowRun.id == run_id, FlowRun.state == "waiting",
-                                                        FlowRun.due_at <= now).values(state="running")).rowcount
-        if claimed != 1:
-            return None
-        run = session.get(FlowRun, run_id)
-        session.refresh(run)
-        _Advance(session, settings, session.get(Shop, shop_id), run, now, live, query).go()
-        return run.state
+        book = _Book(session, shop_id)
+        book.load_definitions(runs)
+        live_runs = [run for run in runs if needs_live_check(book.definition(run).get("steps") or [], run.next_step)]
+        book.load_runs(live_runs)  # only these need their customer and cart before the transaction
+        for run in live_runs:
+            queries[run.id] = _live_query(session, shop, run, session.get(Customer, run.customer_id))
+        due = [run.id for run in runs]
+    plain = [run_id for run_id in due if run_id not in queries]
+    checked = [run_id for run_id in due if run_id in queries]
+    groups = ([plain] if plain else []) + [checked[i:i + LIVE_CHUNK] for i in range(0, len(checked), LIVE_CHUNK)]
+    states: dict[int, str] = {}
+    for group in groups:
+        lives: dict[int, LiveState | StoreUnreachable] = {}
+        for run_id in group:
+            if queries.get(run_id) is not None:
+                try:
+                    lives[run_id] = read_live_state(sessions, settings, queries[run_id])
+                except StoreUnreachable as exc:
+                    lives[run_id] = exc
+        states.update(_run_group(sessions, settings, shop_id, group, now, lives, queries))
+    return states
+
+
+def _run_group(sessions: sessionmaker[Session], settings: Settings, shop_id: int, run_ids: list[int],
+               now: dt.datetime, lives: dict, queries: dict) -> dict[int, str]:
+    try:
+        with sessions.begin() as session:
+            return _advance_claimed(session, settings, shop_id, run_ids, now, lives, queries)
+    except Exception:
+        if len(run_ids) == 1:
+            raise
+        log.warning("a group of flow runs failed; running them one by one", exc_info=True,
+                    extra={"shop_id": shop_id, "runs": len(run_ids)})
+    states: dict[int, str] = {}
+    for run_id in run_ids:  # one transaction per run: a run that fails alone does not hold the others back
+        with sessions.begin() as session:
+            states.update(_advance_claimed(session, settings, shop_id, [run_id], now, lives, queries))
+    return states
+
+
+def _advance_claimed(session: Session, settings: Settings, shop_id: int, run_ids: list[int], now: dt.datetime,
+                     lives: dict, queries: dict) -> dict[int, str]:
+    """Claim the runs still due (one UPDATE) and run each, all in the caller's transaction."""
+    table = FlowRun.__table__
+    due = and_(table.c.shop_id == shop_id, table.c.id.in_(run_ids), table.c.state == "waiting", table.c.due_at <= now)
+    if session.get_bind().dialect.name == "postgresql":  # a second worker skips runs held here: no wait, no deadlock
+        due = table.c.id.in_(select(table.c.id).where(due).order_by(table.c.id).with_for_update(skip_locked=True))
+    claimed = session.execute(update(table).where(due).values(state="running").returning(table.c.id)).scalars().all()
+    if not claimed:
+        return {}
+    runs = list(session.scalars(select(FlowRun).where(FlowRun.shop_id == shop_id, FlowRun.id.in_(claimed))
+                                .order_by(FlowRun.id).execution_options(populate_existing=True)))
+    shop = session.get(Shop, shop_id)
+    book = _Book(session, shop_id)
+    book.load_runs(runs)
+    states = {}
+    for run in runs:
+        _Advance(session, settings, shop, run, now, lives.get(run.id), queries.get(run.id), book).go()
+        states[run.id] = run.state
+    book.settle()
+    return states
+
+
+class _Book:
+    """What a batch of runs reads, fetched once for all of them; it lives for one transaction.
+
+    Tag links and segment re-checks that steps ask for are held here and written before anything reads
+    tags or segments again (and at the end of the batch), so a run never sees stale facts.
+    """
+
+    def __init__(self, session: Session, shop_id: int):
+        self.session, self.shop_id = session, shop_id
+        self.held: list = []  # the identity map keeps rows only while someone refers to them
+        self.customer_ids: set[int] = set()
+        self.cart_ids: set[int] = set()
+        self._definitions: dict[tuple[int, int], dict] = {}
+        self._lines: dict[int, int] | None = None
+        self._tags: dict[int, list[str]] | None = None
+        self._segments: dict[int, list[str]] | None = None
+        self._tag_ids: dict[str, int] = {}
+        self.tag_links: list[dict] = []
+        self.decisions: list[dict] = []
+        self.refresh_ids: set[int] = set()
+        self.now: dt.datetime | None = None
+
+    def load_customers(self, customer_ids: set[int]) -> None:
+        """Into the identity map, so `session.get(Customer, id)` reads no row."""
+        todo = customer_ids - self.customer_ids
+        if todo:
+            self.held += self.session.scalars(select(Customer).where(Customer.shop_id == self.shop_id,
+                                                                     Customer.id.in_(todo))).all()
+            self.customer_ids |= todo
+
+    def load_subjects(self, cart_ids: set[int], order_ids: set[int]) -> None:
+        todo = cart_ids - self.cart_ids
+        if todo:
+            self.held += self.session.scalars(select(Cart).where(Cart.shop_id == self.shop_id, Cart.id.in_(todo))).all()
+            self.cart_ids |= todo
+            self._lines = None
+        if order_ids:
+            self.held += self.session.scalars(select(Order).where(Order.shop_id == self.shop_id,
+                                                                  Order.id.in_(order_ids))).all()
+
+    def load_runs(self, runs: list[FlowRun]) -> None:
+        self.load_customers({run.customer_id for run in runs})
+        subjects = [(run.context or {}).get("subject") or {} for run in runs]
+        self.load_subjects({s["id"] for s in subjects if s.get("type") == "cart" and s.get("id")},
+                           {s["id"] for s in subjects if s.get("type") == "order" and s.get("id")})
+        self.load_definitions(runs)
+
+    def load_definitions(self, runs: list[FlowRun]) -> None:
+        wanted = {(run.flow_id, run.flow_version) for run in runs} - set(self._definitions)
+        if wanted:
+            for version in self.session.scalars(select(FlowVersion).where(
+                    FlowVersion.shop_id == self.shop_id, FlowVersion.flow_id.in_({f for f, _ in wanted}))):
+                self._definitions[(version.flow_id, version.version)] = version.definition
+
+    def definition(self, run: FlowRun) -> dict:
+        key = (run.flow_id, run.flow_version)
+        if key not in self._definitions:
+            self._definitions[key] = _definition(self.session, run)
+        return self._definitions[key] or {}
+
+    def line_count(self, cart_id: int) -> int:
+        if cart_id not in self.cart_ids:
+            return self.session.scalar(select(func.count()).select_from(CartLine).where(
+                CartLine.shop_id == self.shop_id, CartLine.cart_id == cart_id)) or 0
+        if self._lines is None:
+            self._lines = dict(self.session.execute(
+                select(CartLine.cart_id, func.count()).where(CartLine.shop_id == self.shop_id,
+                                                             CartLine.cart_id.in_(self.cart_ids))
+                .group_by(CartLine.cart_id)).all())
+        return self._lines.get(cart_id, 0)
+
+    def tags(self, customer_id: int) -> list[str]:
+        self.settle()
+        if customer_id not in self.customer_ids:
+            return list(self.session.scalars(select(Tag.name).join(CustomerTag, CustomerTag.tag_id == Tag.id).where(
+                CustomerTag.shop_id == self.shop_id, CustomerTag.customer_id == customer_id)))
+        if self._tags is None:
+            self._tags = defaultdict(list)
+            for owner, name in self.session.execute(select(CustomerTag.customer_id, Tag.name).join(
+                    Tag, CustomerTag.tag_id == Tag.id).where(CustomerTag.shop_id == self.shop_id,
+                                                            CustomerTag.customer_id.in_(self.customer_ids))):
+                self._tags[owner].append(name)
+        return list(self._tags.get(customer_id, []))
+
+    def segments(self, customer_id: int) -> list[str]:
+        self.settle()
+        if customer_id not in self.customer_ids:
+            return segment_names(self.session, self.shop_id, customer_id)
+        if self._segments is None:
+            self._segments = segment_names_of(self.session, self.shop_id, self.customer_ids)
+        return list(self._segments.get(customer_id, []))
+
+    def forget_tags(self) -> None:
+        self._tags = None
+
+    def tag_id(self, name: str) -> int:
+        if name not in self._tag_ids:
+            self._tag_ids[name] = _tag_id(self.session, self.shop_id, name)
+        return self._tag_ids[name]
+
+    def add_tag(self, customer_id: int, name: str, now: dt.datetime) -> None:
+        self.tag_links.append(dict(shop_id=self.shop_id, customer_id=customer_id, tag_id=self.tag_id(name), created_at=now))
+        self.refresh_ids.add(customer_id)
+        self.now = now
+
+    def settle(self) -> None:
+        """Write the decisions and tag links held so far and re-check those customers' segments (a statement each)."""
+        decisions, self.decisions = self.decisions, []
+        record_decisions(self.session, decisions)
+        links, self.tag_links = self.tag_links, []
+        if links:
+            self.session.execute(_insert(self.session, CustomerTag.__table__).on_conflict_do_nothing(
+                index_elements=["shop_id", "customer_id", "tag_id"]), links)
+            self._tags = None
+        customers, self.refresh_ids = self.refresh_ids, set()
+        if customers:
+            refresh_customers(self.session, self.shop_id, customers, self.now or utcnow())
+            self._segments = None
 
 
 class _Advance:
     """One wake of one run, inside one transaction."""
 
     def __init__(self, session: Session, settings: Settings, shop: Shop, run: FlowRun, now: dt.datetime,
-                 live: LiveState | StoreUnreachable | None, query: LiveQuery | None):
+                 live: LiveState | StoreUnreachable | None, query: LiveQuery | None, book: _Book | None = None):
         self.session, self.settings, self.shop, self.run, self.now = session, settings, shop, run, now
         self.live, self.query = live, query
-        self.definition = _definition(session, run)
+        self.book = book or _Book(session, shop.id)
+        self.definition = self.book.definition(run)
         self.steps: list[dict] = self.definition.get("steps") or []
         self.customer = session.get(Customer, run.customer_id)
         self.context = dict(run.context or {})
@@ -314,9 +584,10 @@ class _Advance:
         self.gates.append({"decision": decision, **{k: str(v) if isinstance(v, (Decimal, dt.datetime)) else v
                                                      for k, v in detail.items()}})
         subject = self.context.get("subject") or {}
-        record_decision(self.session, self.shop.id, decision, customer_id=self.run.customer_id, flow_run_id=self.run.id,
-                        subject=(subject.get("type"), subject.get("id")) if subject.get("type") else None,
-                        step=(step or {}).get("id"), now=self.now, **detail)
+        self.book.decisions.append(decision_row(  # written with the batch's other decisions (_Book.settle)
+            self.shop.id, decision, customer_id=self.run.customer_id, flow_run_id=self.run.id,
+            subject=(subject.get("type"), subject.get("id")) if subject.get("type") else None,
+            step=(step or {}).get("id"), now=self.now, **detail))
 
     def go(self) -> None:
         for _ in range(MAX_STEPS_PER_WAKE):
@@ -364,8 +635,7 @@ class _Advance:
         if order is not None and "order_cancelled" in exits and order.cancelled_at is not None:
             return self._exit_decision("order_cancelled", gate="local", order_id=order.id)
         if "cart_emptied" in exits and subject.get("type") == "cart":
-            lines = 0 if cart is None else self.session.scalar(select(func.count()).select_from(CartLine).where(
-                CartLine.shop_id == self.shop.id, CartLine.cart_id == cart.id))
+            lines = 0 if cart is None else self.book.line_count(cart.id)
             if cart is None or (not lines and cart.total <= 0):
                 return self._exit_decision("cart_emptied", gate="local")
         if "unsubscribed" in exits and self._unsubscribed():
@@ -432,7 +702,8 @@ class _Advance:
         return "stop"
 
     def step_condition(self, step: dict, index: int) -> str:
-        holds = evaluate(step["if"], gather_facts(self.session, self.shop.id, self.customer, self.context, self.run.id))
+        holds = evaluate(step["if"], gather_facts(self.session, self.shop.id, self.customer, self.context, self.run.id,
+                                                  book=self.book))
         self.decide("condition_true" if holds else "condition_false", step)
         self.follow(index, "then" if holds else "else")
         return "continue"
@@ -513,21 +784,21 @@ class _Advance:
         return locale if locale in LOCALES else (self.shop.locale if self.shop.locale in LOCALES else "en")
 
     def step_tag(self, step: dict, index: int) -> str:
-        if step.get("add"):
-            tag_id = _tag_id(self.session, self.shop.id, step["add"])
-            self.session.execute(_insert(self.session, CustomerTag.__table__).values(
-                shop_id=self.shop.id, customer_id=self.run.customer_id, tag_id=tag_id, created_at=self.now,
-            ).on_conflict_do_nothing(index_elements=["shop_id", "customer_id", "tag_id"]))
+        if step.get("add"):  # written with the batch's other links, before anything reads tags again
+            self.book.add_tag(self.run.customer_id, step["add"], self.now)
             self.decide("tag_added", step, tag=step["add"])
         if step.get("remove"):
+            self.book.settle()
             tag = self.session.scalars(select(Tag).where(Tag.shop_id == self.shop.id, Tag.name == step["remove"])).first()
             if tag is not None:
                 for link in self.session.scalars(select(CustomerTag).where(
                         CustomerTag.shop_id == self.shop.id, CustomerTag.customer_id == self.run.customer_id,
                         CustomerTag.tag_id == tag.id)):
                     self.session.delete(link)
+                self.book.forget_tags()
             self.decide("tag_removed", step, tag=step["remove"])
-        refresh_customers(self.session, self.shop.id, [self.run.customer_id], self.now)  # "has tag" segments
+        self.book.refresh_ids.add(self.run.customer_id)  # "has tag" segments, re-checked before the next read
+        self.book.now = self.now
         self.follow(index)
         return "continue"
 

@@ -437,6 +437,17 @@ def segment_names(session: Session, shop_id: int, customer_id: int) -> list[str]
         .order_by(segments.c.name)))
 
 
+def segment_names_of(session: Session, shop_id: int, customer_ids: Iterable[int]) -> dict[int, list[str]]:
+    """`segment_names` for many customers in one query: customer id -> names (customers in none are absent)."""
+    names: dict[int, list[str]] = {}
+    for customer_id, name in session.execute(select(members.c.customer_id, segments.c.name).join(segments, and_(
+            members.c.shop_id == segments.c.shop_id, members.c.segment_id == segments.c.id)).where(
+            members.c.shop_id == shop_id, members.c.customer_id.in_(set(customer_ids)), segments.c.enabled.is_(True))
+            .order_by(members.c.customer_id, segments.c.name)):
+        names.setdefault(customer_id, []).append(name)
+    return names
+
+
 def trigger_matches(definition: dict, kind: str, payload: dict | None) -> bool:
     """A `segment_entered`/`segment_left` flow starts only for its own segment (named, or by id)."""
     if kind not in SEGMENT_SIGNALS:
