@@ -1,6 +1,7 @@
 """Shared test fixtures: a freshly migrated database per test (SQLite always, PostgreSQL when it answers)."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -99,14 +100,42 @@ def database_url(request, tmp_path) -> str:
         yield request.getfixturevalue("sqlite_database_url")
         return
     template = request.getfixturevalue("postgres_template")
+    dropper = request.getfixturevalue("postgres_dropper")
     name = f"companion_t_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine()
-    with admin.connect() as conn:
+    with dropper.admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield _database_url(name)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    dropper.drop_later(name)
+
+
+class _DatabaseDropper:
+    """Drops each test's PostgreSQL database on a background thread while the next tests run (a DROP DATABASE
+    takes 0.1-0.2 s here); the session waits for the last drops before it ends."""
+
+    def __init__(self):
+        self.admin = _admin_engine()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-db")
+        self._pending: list[concurrent.futures.Future] = []
+
+    def drop_later(self, name: str) -> None:
+        self._pending.append(self._pool.submit(self._drop, name))
+
+    def _drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for future in self._pending:
+            future.result()  # a failed drop is reported, not hidden
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_dropper():
+    dropper = _DatabaseDropper()
+    yield dropper
+    dropper.close()
 
 
 @pytest.fixture
