@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select, update
 
+from app import create_app
 from app.jobs.executors.local import LocalWorker
 from app.jobs.queue import jobs
 from app.models import Consent, DeliveryAttempt, Job, Message, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_shop
+from tests.messaging_fakes import SmtpSink
 
 PUBLIC_URL = "https://companion.example.com"
 NOON_UTC = dt.datetime(2026, 6, 10, 10, 0, tzinfo=dt.timezone.utc)
@@ -82,3 +85,26 @@ def make_jobs_due(runtime) -> None:
 
 def gates_of(message: Message) -> list[tuple[str, str]]:
     return [(entry["gate"], entry["verdict"]) for entry in message.gate_trace]
+
+
+# --- fixtures the outbox tests share (import them by name into the test module) --------------------------
+
+@pytest.fixture
+def sink():
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+    with SmtpSink() as running:
+        yield running
+
+
+@pytest.fixture
+def web(make_settings, sink):
+    """The web application, its mail going to `sink`."""
+    application = create_app(make_settings(**provider_env(sink)))
+    yield application
+    application.extensions["companion"].close()
+
+
+@pytest.fixture
+def web_runtime(web):
+    """The runtime behind `web` (its database, executor and settings)."""
+    return web.extensions["companion"]

@@ -6,27 +6,13 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.models import Consent
 from app.models.storefront import DoubleOptIn
 from app.storefront.optin import Proof, request_sign_up
 from app.tenancy import shop_context
 from tests.factories import make_shop
-from tests.messaging_fakes import SmtpSink
-from tests.outbox_helpers import PUBLIC_URL, provider_env, work
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def web(make_settings, sink):
-    application = create_app(make_settings(**provider_env(sink)))
-    yield application
-    application.extensions["companion"].close()
+from tests.outbox_helpers import sink, web  # noqa: F401 (fixtures)
+from tests.outbox_helpers import PUBLIC_URL, work
 
 
 def _sign_up(runtime) -> tuple[int, int]:

@@ -6,31 +6,12 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.messaging import gates, links
 from app.models import Consent, MessagePreference
 from app.tenancy import shop_context
-from tests.messaging_fakes import SmtpSink
+from tests.outbox_helpers import sink, web, web_runtime as runtime  # noqa: F401 (fixtures)
 from tests.outbox_helpers import (CART_CONTEXT, PUBLIC_URL, SHIPPED_CONTEXT, gates_of, make_marketing_customer,
-                                  message_row, provider_env, schedule, work)
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def web(make_settings, sink):
-    application = create_app(make_settings(**provider_env(sink)))
-    yield application
-    application.extensions["companion"].close()
-
-
-@pytest.fixture
-def runtime(web):
-    return web.extensions["companion"]
+                                  message_row, schedule, work)
 
 
 @pytest.fixture

@@ -3,29 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from app import create_app
 from app.automations.api import issue_api_token
 from app.tenancy import shop_context
-from tests.messaging_fakes import SmtpSink
-from tests.outbox_helpers import CART_CONTEXT, make_marketing_customer, message_row, provider_env, schedule, work
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def web(make_settings, sink):
-    application = create_app(make_settings(**provider_env(sink)))
-    yield application
-    application.extensions["companion"].close()
-
-
-@pytest.fixture
-def runtime(web):
-    return web.extensions["companion"]
+from tests.outbox_helpers import sink, web, web_runtime as runtime  # noqa: F401 (fixtures)
+from tests.outbox_helpers import CART_CONTEXT, make_marketing_customer, message_row, schedule, work
 
 
 def _token(runtime, shop_id) -> dict:
