@@ -5,7 +5,7 @@ Usage (from the project root, with the project's virtualenv):
     python bench/storefront.py --quick       # 3 s per endpoint: a smoke run
     python bench/storefront.py --postgres    # a throwaway PostgreSQL database at BENCH_POSTGRES_URL instead
 
-gunicorn serves bench/bare_wsgi.py (2 workers x 4 threads by default, as the Procfile): `/s/events` is our
+gunicorn serves bench/bare_wsgi.py (2 sync workers by default, as the Procfile): `/s/events` is our
 app, `/bench/bare` an empty Flask view that returns 202 without reading the body. Python load processes
 (one persistent http.client connection each) send the same requests to both: a batch of EVENTS_PER_BATCH
 events from one of many visitors, with the shop's Origin, as the snippet's sendBeacon does. Our endpoint
@@ -173,8 +173,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds of load per endpoint (default 15)")
     parser.add_argument("--connections", type=int, default=8, help="load client processes (default 8)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (default 2, as WEB_CONCURRENCY)")
-    parser.add_argument("--web-threads", type=int, default=4,
-                        help="threads per gunicorn worker (default 4 = gthread, as the Procfile; 1 = sync workers)")
+    parser.add_argument("--web-threads", type=int, default=1,
+                        help="threads per gunicorn worker (default 1 = sync workers, as the Procfile; >1 = gthread)")
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL database instead of SQLite")
     parser.add_argument("--redis", action="store_true", help="rate-limit counters in Redis (BENCH_REDIS_URL) instead of the database")
     options = parser.parse_args()

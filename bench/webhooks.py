@@ -6,7 +6,7 @@ Usage (from the project root, with the project's virtualenv):
     python bench/webhooks.py --postgres      # a throwaway PostgreSQL database at BENCH_POSTGRES_URL instead
     python bench/webhooks.py --client python # the Python load client even when wrk is installed
 
-gunicorn serves bench/bare_wsgi.py (2 workers x 4 threads by default, as the Procfile; no access log, no
+gunicorn serves bench/bare_wsgi.py (2 sync workers by default, as the Procfile; no access log, no
 --max-requests): `/webhooks/shopify` is our app, `/bench/bare` an empty Flask view returning 200. The load
 client is wrk when it is on PATH (a Lua script gives every request a unique X-Shopify-Webhook-Id and order
 id, and signs each body with HMAC-SHA256), else Python processes with persistent http.client connections
@@ -435,8 +435,8 @@ def main() -> int:
                         help="load client: wrk when on PATH (auto), or the Python one")
     parser.add_argument("--connections", type=int, default=4, help="concurrent connections (default 4)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (default 2, as WEB_CONCURRENCY)")
-    parser.add_argument("--web-threads", type=int, default=4,
-                        help="threads per gunicorn worker (default 4 = gthread, as the Procfile; 1 = sync workers)")
+    parser.add_argument("--web-threads", type=int, default=1,
+                        help="threads per gunicorn worker (default 1 = sync workers, as the Procfile; >1 = gthread)")
     parser.add_argument("--ingest-workers", type=int, default=2, help="worker processes that ingest afterwards (default 2)")
     options = parser.parse_args()
     duration = 3.0 if options.quick else options.duration
