@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
@@ -60,15 +59,6 @@ class DirectInsert:
                 row.append(value)
             converted.append(tuple(row) if positional else dict(zip((name for name, _ in processors), row)))
         return sql, converted
-
-    def returning_one(self, conn: Connection, values: dict[str, Any]) -> Any:
-        """Run it in `conn`'s transaction; the returned column of the inserted row, or None if none was."""
-        row = self.returning_row(conn, values)
-        return None if row is None else row[0]
-
-    def returning_row(self, conn: Connection, values: dict[str, Any]) -> tuple | None:
-        """Run it in `conn`'s transaction (or on its own, on a connection in autocommit); the returned row."""
-        return self.run(conn.dialect, conn.connection.driver_connection, values)
 
     def run(self, dialect: Dialect, driver_connection: Any, values: dict[str, Any]) -> tuple | None:
         """Run it on a driver connection (`app.db.driver_transaction`), in its open transaction; the returned row."""

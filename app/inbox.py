@@ -154,12 +154,6 @@ def _writer_for(engine: Engine) -> _InboxWriter:
     return writer
 
 
-def inbox_commits(engine: Engine) -> tuple[int, int]:
-    """(transactions written, deliveries stored) by this process's inbox writer for `engine`."""
-    writer = _WRITERS.get(engine)
-    return (writer.group.commits, writer.group.items) if writer is not None else (0, 0)
-
-
 # Outcomes after which a stored delivery changed nothing: unknown topic, an older state, our own write's echo.
 UNCHANGED_OUTCOMES = ("ignored", "stale", "echo")
 

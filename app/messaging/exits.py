@@ -5,6 +5,7 @@ from typing import Callable
 
 from sqlalchemy.orm import Session
 
+from app.automations.signals import is_paid
 from app.models import Cart, Message, Order
 
 ExitCheck = Callable[..., "str | None"]  # (session, message, **args) -> reason to stop, or None
@@ -68,6 +69,6 @@ def order_paid(session: Session, message: Message, order_id: int) -> str | None:
     order = session.get(Order, order_id)
     if order is None:
         return f"order {order_id} no longer exists"
-    if order.paid_at is not None or order.financial_status == "paid":
+    if is_paid(order):  # the same rule as the order_paid signal
         return f"order {order_id} was paid meanwhile"
     return None
