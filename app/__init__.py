@@ -1,18 +1,15 @@
 """The store companion service: `create_app()` builds the web application and its runtime."""
 from __future__ import annotations
 
-import time
-import uuid
-
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.config import Settings
 from app.jobs.catalog import load_job_kinds
-from app.logs import configure_logging, request_log_context
-from app.metrics import HTTP_DURATION, HTTP_REQUESTS
+from app.logs import configure_logging
 from app.runtime import Runtime, build_runtime
 from app.web.cookie_session import CookieSessions
+from app.web.request_tracking import REQUEST_ID_KEY, RequestTracking, TrackedRequest
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -22,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     runtime = build_runtime(settings)
 
     app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.request_class = TrackedRequest
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
     app.extensions["companion"] = runtime
     app.session_interface = CookieSessions()
@@ -54,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(automations_api)
     app.register_blueprint(messaging_api)
     app.register_blueprint(warehouse)
-    _install_request_tracking(app)
+    app.wsgi_app = RequestTracking(app.wsgi_app)
     _install_json_errors(app)
     _install_session_teardown(app)
 
@@ -68,30 +66,6 @@ def runtime_of(app: Flask) -> Runtime:
     return app.extensions["companion"]
 
 
-def _install_request_tracking(app: Flask) -> None:
-    @app.before_request
-    def _start():
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
-        g.request_started = time.perf_counter()
-        g.request_log = request_log_context(g.request_id)
-        g.request_log.__enter__()
-
-    @app.after_request
-    def _finish(response):
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
-        HTTP_REQUESTS.inc(method=request.method, endpoint=endpoint, status=str(response.status_code))
-        HTTP_DURATION.observe(elapsed, method=request.method, endpoint=endpoint)
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        return response
-
-    @app.teardown_request
-    def _forget(_exc):
-        log_context = g.pop("request_log", None)
-        if log_context is not None:
-            log_context.__exit__(None, None, None)
-
-
 def _install_json_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -101,7 +75,7 @@ def _install_json_errors(app: Flask) -> None:
     def _unexpected(exc: Exception):
         app.logger.exception("unhandled error")
         return jsonify(error="internal_error", message="the server failed; the request id is in X-Request-Id",
-                       request_id=g.get("request_id")), 500
+                       request_id=request.environ.get(REQUEST_ID_KEY)), 500
 
 
 def _install_session_teardown(app: Flask) -> None:

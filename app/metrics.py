@@ -1,6 +1,7 @@
 """Process-local counters and histograms, rendered with the database gauges in Prometheus text format."""
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import defaultdict
 from typing import Iterable
@@ -47,11 +48,12 @@ class Histogram:
 
     def observe(self, seconds: float, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
+        slot = bisect.bisect_left(self.buckets, seconds)  # the smallest bucket holding it; counts add up at render
         with self._lock:
-            series = self._series.setdefault(key, [0.0] * (len(self.buckets) + 2))
-            for index, bound in enumerate(self.buckets):
-                if seconds <= bound:
-                    series[index] += 1
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = [0.0] * (len(self.buckets) + 3)
+            series[slot] += 1
             series[-2] += 1
             series[-1] += seconds
 
@@ -59,8 +61,10 @@ class Histogram:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
         with self._lock:
             for key, series in sorted(self._series.items()):
+                below = 0.0
                 for index, bound in enumerate(self.buckets):
-                    lines.append(f"{self.name}_bucket{_labels(key + (('le', f'{bound:g}'),))} {series[index]:g}")
+                    below += series[index]
+                    lines.append(f"{self.name}_bucket{_labels(key + (('le', f'{bound:g}'),))} {below:g}")
                 lines.append(f"{self.name}_bucket{_labels(key + (('le', '+Inf'),))} {series[-2]:g}")
                 lines.append(f"{self.name}_count{_labels(key)} {series[-2]:g}")
                 lines.append(f"{self.name}_sum{_labels(key)} {series[-1]:g}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
@@ -48,7 +49,7 @@ def receive(_subpath: str | None = None):
                                 ingest_job="shopify.ingest_event")
     except IntegrityError:
         # The remembered shop was erased meanwhile: forget it and let Shopify retry (the next answer is "ignored").
-        _SHOP_IDS.pop((runtime.engine.url, delivery.shop_domain), None)
+        _SHOP_IDS.get(runtime.engine, {}).pop(delivery.shop_domain, None)
         raise
     if event_id is None:
         return _answer(_DUPLICATE)
@@ -65,15 +66,21 @@ def _answer(body: bytes):
     return current_app.response_class(body, status=200, mimetype="application/json")
 
 
+# Shopify's headers as WSGI names them: X-Shopify-* (webhooks) and shopify-* (newer event deliveries).
+_SHOPIFY_ENVIRON_KEYS = tuple(
+    (f"HTTP_{prefix}{name}".upper().replace("-", "_"), f"{prefix}{name}".lower())
+    for name in ("topic", "shop-domain", "webhook-id", "hmac-sha256", "event-id", "triggered-at", "api-version")
+    for prefix in ("x-shopify-", "shopify-"))
+
+
 def _shopify_headers(environ: dict) -> dict[str, str]:
-    """Only Shopify's own headers (X-Shopify-* and shopify-*), read from the WSGI environ: iterating werkzeug's
-    header view for every webhook cost more than the HMAC check."""
-    return {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
-            if key.startswith(("HTTP_X_SHOPIFY_", "HTTP_SHOPIFY_"))}
+    """Only the Shopify headers a delivery is read from, looked up by name in the WSGI environ: going through
+    werkzeug's header view, or over every environ key, cost a webhook more than its HMAC check."""
+    return {name: environ[key] for key, name in _SHOPIFY_ENVIRON_KEYS if key in environ}
 
 
-_SHOP_IDS: dict[tuple[object, str], tuple[int, float]] = {}  # (database URL, domain) -> (shop id, until)
-SHOP_ID_TTL_SECONDS = 30.0
+_SHOP_IDS: "weakref.WeakKeyDictionary[object, dict[str, tuple[int, float]]]" = weakref.WeakKeyDictionary()
+SHOP_ID_TTL_SECONDS = 30.0  # per database engine: domain -> (shop id, until)
 
 
 def _known_shop_id(runtime, domain: str) -> int | None:
@@ -81,17 +88,19 @@ def _known_shop_id(runtime, domain: str) -> int | None:
 
     Only known shops are remembered, so a shop's first webhooks right after its install are never turned away.
     """
-    key = (runtime.engine.url, domain)
-    remembered = _SHOP_IDS.get(key)
+    remembered_ids = _SHOP_IDS.get(runtime.engine)
+    if remembered_ids is None:
+        remembered_ids = _SHOP_IDS.setdefault(runtime.engine, {})
+    remembered = remembered_ids.get(domain)
     now = time.monotonic()
     if remembered is not None and remembered[1] > now:
         return remembered[0]
     with runtime.sessions() as session:
         shop_id = session.scalar(select(Shop.id).where(Shop.platform == "shopify", Shop.domain == domain))
     if shop_id is not None:
-        if len(_SHOP_IDS) > 10_000:
-            _SHOP_IDS.clear()
-        _SHOP_IDS[key] = (shop_id, now + SHOP_ID_TTL_SECONDS)
+        if len(remembered_ids) > 10_000:
+            remembered_ids.clear()
+        remembered_ids[domain] = (shop_id, now + SHOP_ID_TTL_SECONDS)
     return shop_id
 
 
