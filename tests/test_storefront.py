@@ -26,7 +26,7 @@ from app.models import (
     StorefrontEvent,
     StorefrontVisitor,
 )
-from app.storefront import optin, ratelimit
+from app.storefront import cart_links, optin, ratelimit
 from app.storefront.app_proxy import sign_proxy_query, verify_proxy_query
 from app.storefront.optin import confirmation_url
 from app.tenancy import shop_context
@@ -397,7 +397,8 @@ def test_a_woocommerce_cart_is_stored_with_its_lines_and_a_link_restoring_it(ser
     [cart] = rows(served, shop["id"], Cart)
     assert (cart.platform_token, cart.source, cart.visitor_id, cart.currency, cart.total, cart.status) == (
         f"sc-{VISITOR}", "snippet", VISITOR, "PLN", Decimal("59.98"), "active")
-    assert cart.recovery_url == f"{ORIGIN}/?store_companion_cart=12:2"
+    signature = cart_links.sign(served.runtime.settings.secret_key, shop["key"], "12:2")
+    assert cart.recovery_url == f"{ORIGIN}/?store_companion_cart=12:2&store_companion_sig={signature}"
     assert response.json()["recovery_url"] == cart.recovery_url
     [line] = rows(served, shop["id"], CartLine)
     assert (line.product_platform_id, line.name, line.quantity, line.unit_price, line.sku) == ("12", "Kubek", 2, Decimal("29.99"), "MUG-1")

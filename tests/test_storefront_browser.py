@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Cart, CartLine, Consent, Customer, DoubleOptIn, PushOptIn, PushSubscription, StorefrontEvent
+from app.storefront import cart_links
 from app.storefront.optin import confirmation_url
 from app.tenancy import shop_context
 from tests.conftest import wait_until
@@ -95,9 +96,12 @@ def test_a_cart_built_in_the_browser_is_stored_with_its_recovery_link_and_the_ch
     [customer] = held(service, shop["id"], Customer)
     visitor = page.evaluate("() => window.StoreCompanion.visitorId()")
     assert (cart.visitor_id, cart.total, cart.currency, line.quantity, line.unit_price) == (visitor, Decimal("29.99"), "PLN", 1, Decimal("29.99"))
-    expected_link = f"{site.origin}/cart/{PRODUCT['variant_id']}:1" if platform == "shopify" \
-        else f"{site.origin}/?store_companion_cart={PRODUCT['product_id']}:1"
-    assert cart.recovery_url == expected_link
+    if platform == "shopify":
+        assert cart.recovery_url == f"{site.origin}/cart/{PRODUCT['variant_id']}:1"
+    else:
+        lines = f"{PRODUCT['product_id']}:1"
+        assert cart.recovery_url == (f"{site.origin}/?store_companion_cart={lines}&store_companion_sig="
+                                     + cart_links.sign(service.runtime.settings.secret_key, shop["key"], lines))
     assert (customer.email, cart.customer_id, cart.email) == ("ana@example.com", customer.id, "ana@example.com")
     views = [e for e in held(service, shop["id"], StorefrontEvent) if e.kind == "product_view"]
     assert views[0].product_platform_id == str(PRODUCT["product_id"])

@@ -2,8 +2,8 @@
 
 Both APIs give amounts in minor units (cents): Shopify always, the Store API with `currency_minor_unit`.
 The recovery link rebuilds the same lines on the shop's own domain: a Shopify cart permalink
-(`/cart/<variant>:<qty>,...`), or `?store_companion_cart=<id>:<qty>,...` that the WordPress plugin turns
-back into a cart.
+(`/cart/<variant>:<qty>,...`), or a signed `?store_companion_cart=<id>:<qty>,...` link (app/storefront/cart_links.py)
+that the WordPress plugin turns back into a cart, chosen variation options included.
 """
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from decimal import Decimal
 from connectors.records import Money, StoreCart, StoreCartLine
 from app.models import utcnow
 from app.storefront import validation as v
+from app.storefront.cart_links import LinkLine, recovery_link
 
 MAX_LINES = 100
+MAX_OPTIONS = 20
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MINOR = re.compile(r"-?[0-9]{1,15}")
+_ITEM_ID = re.compile(r"[1-9][0-9]{0,19}")
 
 
 def _minor(value, minor_unit: int, path: str) -> Decimal:
@@ -67,12 +70,28 @@ def shopify_cart(raw: dict, origin: str) -> StoreCart:
                      recovery_url=recovery, lines=tuple(lines))
 
 
-def woocommerce_cart(raw: dict, origin: str, visitor_id: str) -> StoreCart:
+def _chosen_options(line: dict) -> tuple[tuple[str, str], ...]:
+    """A variation's options as the Store API names them (`raw_attribute`, e.g. `attribute_pa_size`, and the value).
+
+    Read leniently, like images: a cart is worth keeping even if a plugin reshaped these. Stores older than the
+    `raw_attribute` field give none; a variation's own fixed options still apply when the link is opened."""
+    raw = line.get("variation")
+    options = []
+    for option in raw[:MAX_OPTIONS] if isinstance(raw, list) else ():
+        name = option.get("raw_attribute") if isinstance(option, dict) else None
+        value = option.get("value") if isinstance(option, dict) else None
+        if isinstance(name, str) and name.startswith("attribute_") and len(name) <= 128 \
+                and isinstance(value, str) and len(value) <= 256:
+            options.append((name, value))
+    return tuple(options)
+
+
+def woocommerce_cart(raw: dict, origin: str, visitor_id: str, shop_key: str, secret_key: str) -> StoreCart:
     totals = v.obj(raw, "totals", path="cart.totals")
     currency = _currency(totals.get("currency_code"), "cart.totals.currency_code")
     total = Money(_minor(totals.get("total_price", 0), _minor_unit(totals, "cart.totals.currency_minor_unit"),
                          "cart.totals.total_price"), currency)
-    lines = []
+    lines, link_lines = [], []
     for i, line in enumerate(v.items(raw, "items", MAX_LINES, path="cart.items")):
         path = f"cart.items[{i}]"
         if not isinstance(line, dict):
@@ -80,6 +99,8 @@ def woocommerce_cart(raw: dict, origin: str, visitor_id: str) -> StoreCart:
         item_id = v.identifier(line, "id", path=f"{path}.id")
         if item_id is None:
             raise v.InvalidField(f"{path}.id", "is required")
+        if not _ITEM_ID.fullmatch(item_id):
+            raise v.InvalidField(f"{path}.id", "must be a product or variation id (a whole number)")
         prices = line.get("prices") if isinstance(line.get("prices"), dict) else {}
         images = line.get("images") if isinstance(line.get("images"), list) else []
         image = images[0].get("src") if images and isinstance(images[0], dict) else None
@@ -93,9 +114,10 @@ def woocommerce_cart(raw: dict, origin: str, visitor_id: str) -> StoreCart:
             image_url=image if isinstance(image, str) and len(image) <= 2048 else None,
             product_url=v.text(line, "permalink", 2048, path=f"{path}.permalink"),
         ))
+        link_lines.append(LinkLine(item_id, lines[-1].quantity, _chosen_options(line)))
     billing = raw.get("billing_address") if isinstance(raw.get("billing_address"), dict) else {}
     email = billing.get("email") if isinstance(billing.get("email"), str) and v.EMAIL.fullmatch(billing["email"]) else None
-    recovery = (f"{origin}/?store_companion_cart=" + ",".join(f"{line.product_id}:{line.quantity}" for line in lines)) if lines else None
+    recovery = recovery_link(origin, shop_key, secret_key, link_lines) if link_lines else None
     # The Store API has no public cart id; the visitor's id names their cart (one cart per browser).
     return StoreCart(token=f"sc-{visitor_id}", currency=currency, total=total, updated_at=utcnow(), email=email,
                      recovery_url=recovery, lines=tuple(lines))
@@ -111,9 +133,9 @@ def _absolute(value: str | None, origin: str) -> str | None:
     return value if value.startswith(("http://", "https://")) else None
 
 
-def storefront_cart(platform: str, raw: dict, origin: str, visitor_id: str) -> StoreCart:
+def storefront_cart(platform: str, raw: dict, origin: str, visitor_id: str, shop_key: str, secret_key: str) -> StoreCart:
     if platform == "shopify":
         return shopify_cart(raw, origin)
     if platform == "woocommerce":
-        return woocommerce_cart(raw, origin, visitor_id)
+        return woocommerce_cart(raw, origin, visitor_id, shop_key, secret_key)
     raise v.InvalidField("cart", f"carts of {platform} shops are not read by the snippet")

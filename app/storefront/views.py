@@ -12,7 +12,7 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from app.models import Shop
-from app.storefront import capture, optin
+from app.storefront import capture, cart_links, optin
 from app.storefront import validation as v
 from app.storefront.app_proxy import verify_proxy_query
 from app.storefront.carts import storefront_cart
@@ -138,6 +138,14 @@ def app_proxy(subpath: str):
     return response
 
 
+@storefront.get("/cart-link-key")
+def cart_link_key():
+    """The public key the WordPress plugin checks signed cart recovery links with (app/storefront/cart_links.py)."""
+    response = jsonify(alg="Ed25519", key=cart_links.public_key(runtime().settings.secret_key))
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
 # --- public endpoints -------------------------------------------------------------------------------
 
 @storefront.get("/config")
@@ -216,7 +224,8 @@ def cart(shop):
         with runtime().sessions.begin() as session, shop_context(shop.id):
             capture.complete_carts(session, visitor_id, order_id)
         return _accepted(recovery_url=None)
-    record = storefront_cart(shop.platform, v.obj(body, "cart"), g.storefront_origin, visitor_id)
+    record = storefront_cart(shop.platform, v.obj(body, "cart"), g.storefront_origin, visitor_id,
+                             request.args["k"], runtime().settings.secret_key)
     with runtime().sessions.begin() as session, shop_context(shop.id):
         held = capture.sync_cart(session, shop.id, visitor_id, record)
         recovery_url = held.recovery_url if held is not None else None

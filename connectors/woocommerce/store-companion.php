@@ -12,8 +12,11 @@
  * What it adds to the shop:
  *   - <script async src="SERVICE/s/snippet.js" data-key="KEY"> on every front-end page;
  *   - /?store_companion_sw=1 : the service worker (a stub that imports SERVICE/s/sw.js), scope "/";
- *   - /?store_companion_cart=ID:QTY,ID:QTY : empties the visitor's cart, adds those products
- *     (simple products or variations) and redirects to the checkout; the service builds these links.
+ *   - /?store_companion_cart=ID:QTY,...&store_companion_sig=SIG : a cart recovery link the service signed for this
+ *     shop (app/storefront/cart_links.py). It empties the visitor's cart, adds those products (simple products, or
+ *     variations with the options chosen) and redirects to the checkout, or to the cart if something could not be
+ *     added. A link the service did not sign for this shop key changes nothing and lands on the cart. The service's
+ *     public key for these links is fetched once from SERVICE/s/cart-link-key and kept in an option.
  */
 
 defined( 'ABSPATH' ) || exit;
@@ -91,39 +94,151 @@ add_action(
 
 /* --- cart recovery links ------------------------------------------------------------------------------------------- */
 
+const STORE_COMPANION_LINK_KEY_OPTION = 'store_companion_link_key';
+const STORE_COMPANION_LINK_CONTEXT    = 'store-companion cart link v1';
+// Ed25519 sizes, spelled out: WordPress's sodium_compat fallback provides the functions on PHP builds without ext-sodium.
+const STORE_COMPANION_KEY_BYTES       = 32;
+const STORE_COMPANION_SIGNATURE_BYTES = 64;
+
+/**
+ * The service's public key for cart links (base64url, 32 bytes raw), fetched from SERVICE/s/cart-link-key and kept
+ * in an option for the service address it came from. $refresh asks the service again (its SECRET_KEY may have
+ * been rotated), at most every ten minutes so forged links cannot make the shop hammer the service.
+ */
+function store_companion_link_key( $refresh = false ) {
+	$settings = store_companion_settings();
+	$cached   = get_option( STORE_COMPANION_LINK_KEY_OPTION, array() );
+	$cached   = is_array( $cached ) && isset( $cached['service_url'], $cached['key'] ) && $cached['service_url'] === $settings['service_url'] ? $cached['key'] : '';
+	if ( '' !== $cached && ! $refresh ) {
+		return $cached;
+	}
+	if ( get_transient( 'store_companion_link_key_asked' ) ) {
+		return $cached;
+	}
+	set_transient( 'store_companion_link_key_asked', 1, 10 * MINUTE_IN_SECONDS );
+	$response = wp_remote_get( $settings['service_url'] . '/s/cart-link-key', array( 'timeout' => 5 ) );
+	if ( is_wp_error( $response ) || 200 !== (int) wp_remote_retrieve_response_code( $response ) ) {
+		return $cached;
+	}
+	$body = json_decode( wp_remote_retrieve_body( $response ), true );
+	if ( ! is_array( $body ) || ! isset( $body['alg'], $body['key'] ) || 'Ed25519' !== $body['alg'] || ! is_string( $body['key'] )
+		|| STORE_COMPANION_KEY_BYTES !== strlen( (string) store_companion_base64url_decode( $body['key'] ) ) ) {
+		return $cached;
+	}
+	update_option( STORE_COMPANION_LINK_KEY_OPTION, array( 'service_url' => $settings['service_url'], 'key' => $body['key'] ), false );
+	return $body['key'];
+}
+
+function store_companion_base64url_decode( $text ) {
+	if ( ! preg_match( '/^[A-Za-z0-9_-]*$/', $text ) ) {
+		return false;
+	}
+	return base64_decode( strtr( $text, '-_', '+/' ) . str_repeat( '=', ( 4 - strlen( $text ) % 4 ) % 4 ), true );
+}
+
+/** Whether the service signed exactly these lines for this shop (app/storefront/cart_links.py makes the links). */
+function store_companion_link_is_signed( $lines, $signature ) {
+	$settings  = store_companion_settings();
+	$signature = store_companion_base64url_decode( $signature );
+	if ( false === $signature || STORE_COMPANION_SIGNATURE_BYTES !== strlen( $signature ) ) {
+		return false;
+	}
+	$message = STORE_COMPANION_LINK_CONTEXT . "\n" . $settings['public_key'] . "\n" . $lines;
+	foreach ( array( false, true ) as $refresh ) {
+		$key = store_companion_base64url_decode( store_companion_link_key( $refresh ) );
+		if ( $key && STORE_COMPANION_KEY_BYTES === strlen( $key ) && sodium_crypto_sign_verify_detached( $signature, $message, $key ) ) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/**
+ * The lines of a signed link: `ID:QTY` with optional `:ATTRIBUTE=VALUE` options (percent-encoded), comma-separated.
+ * Returns null when any line is malformed, so a link is restored whole or not at all.
+ */
+function store_companion_parse_lines( $lines ) {
+	$parsed = array();
+	foreach ( array_slice( explode( ',', $lines ), 0, 100 ) as $line ) {
+		if ( ! preg_match( '/^([1-9][0-9]{0,19}):([1-9][0-9]{0,4})((?::[A-Za-z0-9._~%-]+=[A-Za-z0-9._~%-]*)*)$/', $line, $match ) ) {
+			return null;
+		}
+		$options = array();
+		foreach ( array_filter( explode( ':', $match[3] ) ) as $pair ) {
+			list( $name, $value )              = explode( '=', $pair, 2 );
+			$options[ rawurldecode( $name ) ] = rawurldecode( $value );
+		}
+		$parsed[] = array( 'id' => absint( $match[1] ), 'quantity' => min( 10000, absint( $match[2] ) ), 'options' => $options );
+	}
+	return $parsed;
+}
+
+/**
+ * The attributes WC()->cart->add_to_cart() wants for a variation: the variation's own, and for its "any" options the
+ * values the visitor had chosen. The Store API reports a taxonomy attribute by its term name; the cart keeps slugs.
+ */
+function store_companion_variation_attributes( $variation, $chosen ) {
+	$attributes = $variation->get_variation_attributes();
+	foreach ( $attributes as $name => $value ) {
+		if ( '' !== $value || ! isset( $chosen[ $name ] ) ) {
+			continue;
+		}
+		$value    = $chosen[ $name ];
+		$taxonomy = substr( $name, strlen( 'attribute_' ) );
+		if ( taxonomy_exists( $taxonomy ) ) {
+			$term  = get_term_by( 'name', $value, $taxonomy );
+			$value = $term ? $term->slug : sanitize_title( $value );
+		}
+		$attributes[ $name ] = $value;
+	}
+	return $attributes;
+}
+
 add_action(
 	'wp_loaded',
 	function () {
-		if ( empty( $_GET['store_companion_cart'] ) || ! function_exists( 'WC' ) || null === WC()->cart ) { // phpcs:ignore WordPress.Security.NonceVerification
+		// phpcs:disable WordPress.Security.NonceVerification.Recommended -- a link from an email; its signature stands in for a nonce.
+		if ( ! isset( $_GET['store_companion_cart'] ) || ! function_exists( 'WC' ) || null === WC()->cart || ! store_companion_configured() ) {
 			return;
 		}
-		$raw = sanitize_text_field( wp_unslash( $_GET['store_companion_cart'] ) ); // phpcs:ignore WordPress.Security.NonceVerification
-		if ( WC()->session && ! WC()->session->has_session() ) {
-			WC()->session->set_customer_session_cookie( true );
-		}
-		WC()->cart->empty_cart();
-		foreach ( array_slice( explode( ',', $raw ), 0, 100 ) as $line ) {
-			$parts    = explode( ':', $line );
-			$id       = absint( $parts[0] );
-			$quantity = isset( $parts[1] ) ? min( 10000, max( 1, absint( $parts[1] ) ) ) : 1;
-			$product  = $id ? wc_get_product( $id ) : null;
-			if ( ! $product || ! $product->is_purchasable() ) {
-				continue; // a product gone since the cart was left is skipped, the rest is restored
+		// Checked as sent: sanitize_text_field() would strip the percent-encoded options the signature covers.
+		$lines     = is_string( $_GET['store_companion_cart'] ) ? wp_unslash( $_GET['store_companion_cart'] ) : '';
+		$signature = isset( $_GET['store_companion_sig'] ) && is_string( $_GET['store_companion_sig'] ) ? wp_unslash( $_GET['store_companion_sig'] ) : '';
+		$parsed    = strlen( $lines ) <= 4096 && store_companion_link_is_signed( $lines, $signature ) ? store_companion_parse_lines( $lines ) : null;
+
+		$restored = 0;
+		if ( $parsed ) {
+			if ( WC()->session && ! WC()->session->has_session() ) {
+				WC()->session->set_customer_session_cookie( true ); // a guest's restored cart must outlive this request
 			}
-			if ( $product->is_type( 'variation' ) ) {
-				WC()->cart->add_to_cart( $product->get_parent_id(), $quantity, $id, $product->get_variation_attributes() );
-			} else {
-				WC()->cart->add_to_cart( $id, $quantity );
+			WC()->cart->empty_cart();
+			foreach ( $parsed as $line ) {
+				$product = wc_get_product( $line['id'] );
+				if ( ! $product || ! $product->is_purchasable() ) {
+					continue; // a product gone since the cart was left is skipped, the rest is restored
+				}
+				if ( $product->is_type( 'variation' ) ) {
+					$added = WC()->cart->add_to_cart( $product->get_parent_id(), $line['quantity'], $line['id'], store_companion_variation_attributes( $product, $line['options'] ) );
+				} else {
+					$added = WC()->cart->add_to_cart( $line['id'], $line['quantity'] );
+				}
+				$restored += $added ? 1 : 0;
 			}
 		}
+
 		// Campaign parameters survive the redirect so the visit is still attributed.
 		$keep = array();
-		foreach ( $_GET as $key => $value ) { // phpcs:ignore WordPress.Security.NonceVerification
+		foreach ( $_GET as $key => $value ) {
 			if ( is_string( $value ) && 0 === strpos( $key, 'utm_' ) ) {
 				$keep[ sanitize_key( $key ) ] = rawurlencode( sanitize_text_field( wp_unslash( $value ) ) );
 			}
 		}
-		wp_safe_redirect( add_query_arg( $keep, wc_get_checkout_url() ) );
+		// phpcs:enable
+		// The whole cart back: straight to the checkout. Part of it, or a link we did not sign (its visitor's cart is
+		// left as it was): to the cart, where they see what they have.
+		$whole = $parsed && count( $parsed ) === $restored;
+		nocache_headers();
+		wp_safe_redirect( add_query_arg( $keep, $whole ? wc_get_checkout_url() : wc_get_cart_url() ) );
 		exit;
 	},
 	20
@@ -139,6 +254,7 @@ add_action(
 			STORE_COMPANION_OPTION,
 			array(
 				'type'              => 'array',
+				'default'           => array(),
 				'sanitize_callback' => function ( $input ) {
 					$input = is_array( $input ) ? $input : array();
 					return array(
@@ -160,6 +276,9 @@ add_action(
 			'manage_options',
 			'store-companion',
 			function () {
+				if ( ! current_user_can( 'manage_options' ) ) {
+					return;
+				}
 				$settings = store_companion_settings();
 				?>
 				<div class="wrap">

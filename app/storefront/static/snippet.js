@@ -138,7 +138,8 @@
       if (platform === "shopify") {
         out.push(pick(it, ["id", "variant_id", "product_id", "sku", "product_title", "title", "quantity", "price", "final_price", "url", "image"]));
       } else {
-        line = pick(it, ["id", "quantity", "name", "sku", "permalink"]);
+        // `variation` holds a variation's chosen options: the recovery link restores "any size" variations exactly.
+        line = pick(it, ["id", "quantity", "name", "sku", "permalink", "variation"]);
         line.prices = pick(it.prices, ["price", "currency_minor_unit"]);
         line.images = it.images && it.images[0] ? [{ src: it.images[0].src }] : [];
         out.push(line);
