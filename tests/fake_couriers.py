@@ -252,7 +252,7 @@ class FakeFanCourier(FakeCourier):
             ("POST", "/intern-awb"): self._create, ("GET", "/awb/label"): self._label,
             ("GET", "/reports/awb/tracking"): self._track, ("GET", "/reports/awb"): self._report,
             ("GET", "/reports/pickup-points"): self._pudo, ("DELETE", "/awb"): self._delete,
-            ("POST", "/order"): self._courier_order,
+            ("POST", "/order"): self._courier_order, ("DELETE", "/order"): self._delete_courier_order,
         }
         route = routes.get((request.method, request.path))
         return route(request) if route else Reply(404, {"status": "error", "message": "Not found"})
@@ -339,8 +339,19 @@ class FakeFanCourier(FakeCourier):
         if errors:
             return Reply(422, {"status": "error", "message": "The given data was invalid.", "errors": errors})
         order_id = str(next(self._orders))
-        self.courier_orders[order_id] = {"info": info, "day": day}
+        self.courier_orders[order_id] = {"info": info, "day": day, "cancelled": False, "collected": False}
         return Reply(200, {"status": "success", "data": {"id": int(order_id)}})
+
+    def _delete_courier_order(self, request: Recorded) -> Reply:
+        """DELETE /order?clientId=&id= (daika7ana/fancourier-api-v2 DeleteCourierOrder). The refusal once the
+        courier has collected is shaped like FAN's other errors; its wording is an assumption."""
+        order = self.courier_orders.get((request.query.get("id") or [""])[0])
+        if order is None or order["cancelled"]:
+            return Reply(404, {"status": "error", "message": "Order not found"})
+        if order["collected"]:
+            return Reply(400, {"status": "error", "message": "The order can no longer be deleted."})
+        order["cancelled"] = True
+        return Reply(200, {"status": "success", "message": "Order deleted"})
 
     def _pudo(self, request: Recorded) -> Reply:
         kind = (request.query.get("type") or ["fanbox"])[0]
@@ -549,6 +560,11 @@ class FakeInPost(FakeCourier):
             return self._list(request.query)
         if path == f"{org}/dispatch_orders" and method == "POST":
             return self._dispatch_order(request.body)
+        if path == f"{org}/dispatch_orders/printouts" and method == "GET":
+            return self._dispatch_printout(request.query)
+        match = re.fullmatch(r"/v1/dispatch_orders/(\d+)", path)
+        if match and method == "DELETE":
+            return self._delete_dispatch_order(int(match.group(1)))
         if path == f"{org}/shipments/labels" and method == "GET":
             return self._labels(request.query.get("shipment_ids[]") or [], request.query)
         match = re.fullmatch(r"/v1/shipments/(\d+)(/label)?", path)
@@ -614,6 +630,27 @@ class FakeInPost(FakeCourier):
             "_request": body,
         }
         return Reply(201, self._public(self.dispatch_orders[order_id]))
+
+    def _delete_dispatch_order(self, order_id: int) -> Reply:
+        """DELETE /v1/dispatch_orders/{id} (michalbiarda/shipx-php-sdk DispatchOrder/Delete): 204; a courier
+        already sent is refused like ShipX's other invalid actions (the wording is an assumption)."""
+        order = self.dispatch_orders.get(order_id)
+        if order is None or order["status"] == "canceled":
+            return _shipx_error(404, "resource_not_found", "Resource not found")
+        if order["status"] != "new":
+            return _shipx_error(400, "invalid_action", "Dispatch order cannot be cancelled in its status.")
+        order["status"] = "canceled"
+        return Reply(204, None)
+
+    def _dispatch_printout(self, query: dict) -> Reply:
+        """GET /v1/organizations/{org}/dispatch_orders/printouts?dispatch_order_id= (DispatchOrder/GetPrintout):
+        the printout the courier signs, one A4 page listing the order's shipments."""
+        wanted = (query.get("dispatch_order_id") or [""])[0]
+        order = self.dispatch_orders.get(int(wanted)) if wanted.isdigit() else None
+        if order is None:
+            return _shipx_error(404, "resource_not_found", "Resource not found")
+        lines = [f"Dispatch order {order['id']}"] + [str(s["tracking_number"] or s["id"]) for s in order["shipments"]]
+        return Reply(200, label_pdf([" / ".join(lines)], A4, "InPost"), content_type="application/pdf")
 
     def _read(self, shipment_id: int) -> dict:
         shipment = self.shipments[shipment_id]
@@ -724,6 +761,12 @@ class FakeCargus(FakeCourier):
             return Reply(200, self.points)
         if route == ("PUT", "/Orders"):
             return self._order(query)
+        if route == ("GET", "/OrderDocuments"):
+            order = self.orders.get(int(query["orderId"][0])) if query.get("orderId", [""])[0].isdigit() else None
+            if order is None or query.get("docType") != ["0"]:
+                return Reply(404, {"message": "Comanda nu exista"})  # assumption: not documented
+            pdf = label_pdf([f"Borderou {query['orderId'][0]}: {' '.join(order['awbs'])}"], A4, "Cargus")
+            return Reply(200, base64.b64encode(pdf).decode())
         if route == ("DELETE", "/Awbs"):
             awb = self.awbs.get(query.get("barCode", [""])[0])
             if awb is None or awb["events"]:
@@ -779,6 +822,33 @@ class FakeDpdRomania(FakeCourier):
                          "address": {"siteName": "Iasi", "postCode": "700051", "x": 27.5866, "y": 47.1562,
                                      "fullAddressString": "Str. Palas 7A"}}]
         self._ids = itertools.count(80012345678)
+        self.pickups: dict[int, dict] = {}
+        self._pickup_ids = itertools.count(7001)
+
+    def _pickup(self, body: dict) -> Reply:
+        """POST /v1/pickup (PickupRequest as DPD Romania's Magento module and the Speedy SDKs send it): answers
+        {"orders": [{id, shipmentIds, pickupPeriodFrom, pickupPeriodTo}]}. Refusal wordings are assumptions."""
+        wanted = [str(i) for i in body.get("explicitShipmentIdList") or []]
+        if body.get("pickupScope") != "EXPLICIT_SHIPMENT_ID_LIST" or not wanted:
+            return self._error("Explicit shipment id list is required", "explicitShipmentIdList")
+        unknown = [i for i in wanted if i not in self.shipments or self.shipments[i]["cancelled"]]
+        if unknown:
+            return self._error(f"Shipment not found: {', '.join(unknown)}", "explicitShipmentIdList")
+        try:
+            start = dt.datetime.fromisoformat(body.get("pickupDateTime") or "")
+            end = dt.datetime.strptime(body.get("visitEndTime") or "", "%H:%M").time()
+        except ValueError:
+            return self._error("Invalid pickup date or time", "pickupDateTime")
+        if start.tzinfo is None or start < dt.datetime.now(dt.timezone.utc):
+            return self._error("Pickup date time must be in the future", "pickupDateTime")
+        if end <= start.time():
+            return self._error("Visit end time must be after the pickup time", "visitEndTime")
+        order_id = next(self._pickup_ids)
+        self.pickups[order_id] = {"request": body, "shipmentIds": wanted}
+        return Reply(200, {"orders": [{"id": order_id, "shipmentIds": wanted,
+                                       "pickupPeriodFrom": start.isoformat(timespec="seconds"),
+                                       "pickupPeriodTo": dt.datetime.combine(start.date(), end, start.tzinfo)
+                                       .isoformat(timespec="seconds")}]})
 
     def add_operations(self, parcel_id: str, operations: list[tuple[int, str, str]]) -> None:
         """(operationCode, description, ISO dateTime with offset), oldest first."""
@@ -839,6 +909,8 @@ class FakeDpdRomania(FakeCourier):
             return Reply(200, {})
         if path == "/location/office":
             return Reply(200, {"offices": self.offices})
+        if path == "/pickup":
+            return self._pickup(body)
         return Reply(404, {"error": {"message": "Not found"}})
 
 
@@ -870,6 +942,67 @@ class FakeDpdPolska(FakeCourier):
         self.packages: list[dict] = []
         self.events: dict[str, list[tuple[str, str, str]]] = {}
         self._waybills = itertools.count(92494467)
+        self.pickup_calls: dict[str, dict] = {}
+        self._pickup_numbers = itertools.count(1)
+        self.protocols: list[list[str]] = []
+
+    def _pickup_call(self, call) -> Reply:
+        """packagesPickupCallV4(dpdPickupParamsV3, authDataV1) → packagesPickupCallResponseV3 {checkSum,
+        orderNumber, statusInfo {status, errorDetails}}; statuses and error codes as Qbitz/DpdBundle lists them."""
+        params = call.find("dpdPickupParamsV3")
+        operation = params.findtext("operationType") if params is not None else None
+
+        def answer(status: str, number: str = "", checksum: str = "", errors: tuple = ()) -> Reply:
+            details = "".join(f"<errorDetails><code>{code}</code><description>{text}</description>"
+                              f"<fields>{field}</fields></errorDetails>" for code, text, field in errors)
+            inner = (f"<checkSum>{checksum}</checkSum><orderNumber>{number}</orderNumber>"
+                     f"<statusInfo>{details}<status>{status}</status></statusInfo>")
+            return Reply(200, _soap_envelope("http://dpdservices.dpd.com.pl/", "packagesPickupCallV4", inner),
+                         content_type="text/xml; charset=utf-8")
+
+        if operation == "INSERT":
+            try:
+                day = dt.date.fromisoformat(params.findtext("pickupDate") or "")
+                start, end = (dt.datetime.strptime(params.findtext(k) or "", "%H:%M")
+                              for k in ("pickupTimeFrom", "pickupTimeTo"))
+            except ValueError:
+                return answer("VALIDATION_ERROR", errors=(("BOK_WS_VALUE_NOT_A_DATE", "Niepoprawna data odbioru",
+                                                           "pickupDate"),))
+            if day < dt.date.today():
+                return answer("VALIDATION_ERROR", errors=(("BOK_WS_DATE_BEFORE_NOW", "Data odbioru jest z przeszłości",
+                                                           "pickupDate"),))
+            if end - start < dt.timedelta(hours=2):  # the two-hour minimum is an assumption; the code is DPD's
+                return answer("VALIDATION_ERROR", errors=(("BOK_WS_INCORRECT_PICKUP_TIME",
+                                                           "Przedział godzin odbioru jest za krótki", "pickupTimeTo"),))
+            number = f"{day:%Y%m%d}{next(self._pickup_numbers):04d}"
+            checksum = str(secrets.randbelow(10 ** 9))
+            self.pickup_calls[number] = {"checkSum": checksum, "params": params, "cancelled": False,
+                                         "collected": False}
+            return answer("OK", number, checksum)
+        if operation == "CANCEL":
+            order = self.pickup_calls.get(params.findtext("orderNumber") or "")
+            if order is None or order["checkSum"] != params.findtext("checkSum"):
+                return answer("VALIDATION_ERROR", errors=(("BOK_WS_INCORRECT_VALUE", "Niepoprawny numer zlecenia",
+                                                           "orderNumber"),))
+            if order["collected"] or order["cancelled"]:
+                return answer("ORDER_CANCEL_DENIED", params.findtext("orderNumber"), order["checkSum"])
+            order["cancelled"] = True
+            return answer("OK", params.findtext("orderNumber"), order["checkSum"])
+        return answer("INCORRECT_STATUS")
+
+    def _protocol(self, call) -> Reply:
+        """generateProtocolV2 → documentGenerationResponseV1 {documentData (base64 PDF), documentId, session}."""
+        waybills = [w.text for w in call.iter("waybill")]
+        if not waybills or any(not any(w in p["waybills"] for p in self.packages) for w in waybills):
+            inner = "<documentData></documentData><session><statusInfo><status>NOT_FOUND</status></statusInfo></session>"
+        else:
+            self.protocols.append(waybills)
+            data = label_pdf([f"Protokol przekazania: {' '.join(waybills)}"], A4, "DPD")
+            inner = (f"<documentData>{base64.b64encode(data).decode()}</documentData>"
+                     f"<documentId>PROT{len(self.protocols):06d}</documentId>"
+                     "<session><statusInfo><status>OK</status></statusInfo></session>")
+        return Reply(200, _soap_envelope("http://dpdservices.dpd.com.pl/", "generateProtocolV2", inner),
+                     content_type="text/xml; charset=utf-8")
 
     def add_events(self, waybill: str, events: list[tuple[str, str, str]]) -> None:
         """(businessCode, description, "YYYY-mm-dd HH:MM:SS" Warsaw time), oldest first."""
@@ -892,6 +1025,10 @@ class FakeDpdPolska(FakeCourier):
             return _soap_fault("DeniedAccessWSException: INCORRECT_LOGIN_OR_PASSWORD")
         if request.path == "/packages" and operation == "generatePackagesNumbersV4":
             return self._generate(call)
+        if request.path == "/packages" and operation == "packagesPickupCallV4":
+            return self._pickup_call(call)
+        if request.path == "/packages" and operation == "generateProtocolV2":
+            return self._protocol(call)
         if request.path == "/packages" and operation == "generateSpedLabelsV4":
             waybills = [w.text for w in call.iter("waybill")]
             unknown = [w for w in waybills if not any(w in p["waybills"] for p in self.packages)]

@@ -1,4 +1,5 @@
-"""The print station in headless Chromium: sign in with the code, select orders, print, download the PDF.
+"""The print station in headless Chromium: sign in with the code, select orders, print, download the PDF; request a
+courier pickup and call it off.
 
 Debian's Chromium (/usr/bin/chromium) through Playwright, as in test_storefront_browser.py; a missing browser
 skips outside CI and fails under CI=true.
@@ -66,3 +67,27 @@ def test_staff_sign_in_select_orders_print_and_download_one_pdf(browser, service
 
     assert done == "5" and "#1005" in failures and "zip code is invalid" in failures
     assert len(pdf_pages(content)) == 2
+
+
+def test_staff_request_a_pickup_then_call_it_off_from_the_batch_page(browser, service, fake_fan):
+    shop_id, _, _ = open_ro_shop(service.runtime, fake_fan, orders=2)
+    with service.runtime.sessions.begin() as session:
+        set_access_code(session.get(Shop, shop_id), CODE)
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "Call this pickup off at the courier?"
+
+    page.goto(f"{service.url}/warehouse/{shop_id}/")
+    page.fill("input[name=code]", CODE)
+    page.click("#login button")
+    page.check("#select-all")
+    page.click("#print")
+    page.wait_for_selector("#downloads:not([hidden])", timeout=60_000)
+    page.reload()  # the pickup section shows once the batch has printed parcels
+    page.click("#request-pickup")
+    ordered = page.inner_text("#pickup .pickup-ref")
+    page.click("#pickup .cancel-pickup")
+    page.wait_for_selector("#pickup .pickup-cancelled")
+    shown = page.inner_text("#pickup")
+    page.close()
+
+    assert fake_fan.courier_orders[ordered]["cancelled"] and "cancelled" in shown

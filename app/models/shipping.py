@@ -127,9 +127,38 @@ class CourierPickup(TenantScoped, Base):
     ready_from: Mapped[str] = mapped_column(String(5))  # "HH:MM", the warehouse's local time
     ready_until: Mapped[str] = mapped_column(String(5))
     parcels: Mapped[int] = mapped_column(default=0)
-    status: Mapped[str] = mapped_column(String(16), default="requesting")  # requesting, requested, refused, unknown
+    # requesting, requested, refused, unknown; then cancelling, cancelled (or back to requested when the courier
+    # would not call it off, with its reason in `message`)
+    status: Mapped[str] = mapped_column(String(16), default="requesting")
     pickup_ref: Mapped[str | None] = mapped_column(String(64))  # the courier's order number
+    courier_data: Mapped[dict | None] = mapped_column(JSON)  # what the courier needs besides the number to cancel it
     message: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str | None] = mapped_column(String(255))
+    cancelled_at: Mapped[dt.datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CourierDocument(TenantScoped, Base):
+    """A document the courier issued for a batch (its handover printout), kept so a reprint does not ask again:
+    some couriers number a new protocol on every call."""
+
+    __tablename__ = "courier_documents"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "id"),
+        UniqueConstraint("shop_id", "dedupe_key"),
+        tenant_fk("label_batch_id", "label_batches"),
+        tenant_fk("courier_pickup_id", "courier_pickups"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    label_batch_id: Mapped[int] = mapped_column(IdType)
+    courier_pickup_id: Mapped[int | None] = mapped_column(IdType)  # set when the document is that pickup order's
+    courier: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), default="handover")
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    reference: Mapped[str | None] = mapped_column(String(64))  # the courier's number for the document
+    media_type: Mapped[str] = mapped_column(String(64), default="application/pdf")
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

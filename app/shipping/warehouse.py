@@ -12,10 +12,13 @@ from sqlalchemy import or_, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import db
-from app.models import CourierAccount, LabelBatch, Order, Shipment, Shop, utcnow
+from app.models import CourierAccount, CourierPickup, LabelBatch, Order, Shipment, Shop, utcnow
 from app.shipping.accounts import account_for_method, active_accounts, courier_for, is_cod, is_ready_to_ship, recipient_of
 from app.shipping.addresses import address_problems
-from app.shipping.pickups import PickupNotPossible, can_request_pickup, pickups_of, request_pickup
+from app.shipping.pickups import (
+    NoCourierDocument, PickupNotCancelled, PickupNotPossible, can_cancel_pickup, can_request_pickup, cancel_pickup,
+    courier_document_offered, courier_handover, pickups_of, request_pickup,
+)
 from app.shipping.batches import (
     ENDED, PRINT_MEDIA, batch_shipments, create_batch, handover_lines, print_filename, retry_batch,
 )
@@ -218,10 +221,16 @@ def batch_page(shop_id: int, batch_id: int):
     unknown = session_.scalars(select(Shipment).where(Shipment.label_batch_id == batch.id,
                                                       Shipment.status == "unknown")).all()
     account = session_.get(CourierAccount, batch.courier_account_id)
+    pickups = pickups_of(session_, batch)
+    needs_pickup = account is not None and courier_class(account.courier).handover_needs_pickup
     return render_template("warehouse/batch.html", shop=session_.get(Shop, shop_id), batch=batch,
                            progress=batch_progress(batch), shipments=shipments, numbers=numbers, unknown=unknown,
                            account=account, autoprint=request.args.get("autoprint") == "1",
-                           pickups=pickups_of(session_, batch), can_pickup=can_request_pickup(account),
+                           pickups=pickups, can_pickup=can_request_pickup(account),
+                           pickup_note=courier_class(account.courier).pickup_note if account else "",
+                           cancellable={p.id for p in pickups if can_cancel_pickup(account, p)},
+                           courier_document=courier_document_offered(account) and bool(shipments) and (
+                               not needs_pickup or any(p.status == "requested" for p in pickups)),
                            tomorrow=(utcnow().astimezone(_zone(session_.get(Shop, shop_id))).date()
                                      + dt.timedelta(days=1)).isoformat())
 
@@ -252,6 +261,76 @@ def handover(shop_id: int, batch_id: int):
                            account=session_.get(CourierAccount, batch.courier_account_id),
                            parcels=sum(line.parcels for line in lines), printed_at=utcnow(),
                            pickups=[p for p in pickups_of(session_, batch) if p.status == "requested"])
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>/handover/courier")
+@staff_only
+def courier_handover_document(shop_id: int, batch_id: int):
+    """The courier's own handover printout (dispatch order printout, borderou, protocol), next to our list."""
+    batch = _batch_or_404(batch_id)
+    session_ = db()
+    try:
+        document = courier_handover(session_, batch)
+    except NoCourierDocument as exc:
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id), message=str(exc)), 409
+    except ConnectorError as exc:
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"The courier did not give its handover document: {exc}"), 502
+    name = f"{document.courier}-handover-batch-{batch_id}{'-' + document.reference if document.reference else ''}.pdf"
+    return Response(document.content, mimetype=document.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def pickup_json(pickup: CourierPickup) -> dict:
+    return {"id": pickup.id, "batch_id": pickup.label_batch_id, "courier": pickup.courier,
+            "day": pickup.day.isoformat(), "ready_from": pickup.ready_from, "ready_until": pickup.ready_until,
+            "parcels": pickup.parcels, "status": pickup.status, "pickup_ref": pickup.pickup_ref,
+            "message": pickup.message, "requested_by": pickup.requested_by,
+            "cancelled_at": pickup.cancelled_at.isoformat() if pickup.cancelled_at else None,
+            "cancelled_by": pickup.cancelled_by}
+
+
+def _json_error(status: int, code: str, message: str, pickup: CourierPickup | None = None):
+    body: dict = {"error": {"code": code, "message": message}}
+    if pickup is not None:
+        body["pickup"] = pickup_json(pickup)
+    return jsonify(body), status
+
+
+@warehouse.route("/<int:shop_id>/batches/<int:batch_id>/pickups.json")
+@staff_only
+def batch_pickups_json(shop_id: int, batch_id: int):
+    return jsonify({"pickups": [pickup_json(p) for p in pickups_of(db(), _batch_or_404(batch_id))]})
+
+
+@warehouse.route("/<int:shop_id>/pickups/<int:pickup_id>/cancel", methods=["POST"])
+@warehouse.route("/<int:shop_id>/pickups/<int:pickup_id>/cancel.json", methods=["POST"], endpoint="cancel_pickup_json")
+@staff_only
+def cancel_pickup_view(shop_id: int, pickup_id: int):
+    """Call a requested pickup off at the courier. The page form redirects back to the batch; the .json address
+    (or a request that accepts only JSON) answers the pickup, or {"error": {"code", "message"}}."""
+    session_ = db()
+    wants_json = request.path.endswith(".json") or request.accept_mimetypes.best == "application/json"
+    pickup = session_.get(CourierPickup, pickup_id)
+    if pickup is None:
+        if wants_json:
+            return _json_error(404, "not_found", f"no pickup {pickup_id} in this shop")
+        abort(404)
+    batch_id = pickup.label_batch_id
+    try:
+        pickup = cancel_pickup(session_, pickup, cancelled_by="warehouse")
+    except PickupNotPossible as exc:
+        if wants_json:
+            return _json_error(409, "not_cancellable", str(exc), pickup)
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id), message=str(exc)), 409
+    except PickupNotCancelled as exc:
+        if wants_json:
+            return _json_error(502, "courier_refused", str(exc), session_.get(CourierPickup, pickup_id))
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"The courier did not cancel the pickup: {exc}"), 502
+    if wants_json:
+        return jsonify({"pickup": pickup_json(pickup)})
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch_id) + "#pickup", 303)
 
 
 @warehouse.route("/<int:shop_id>/batches/<int:batch_id>/retry", methods=["POST"])

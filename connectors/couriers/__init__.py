@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from connectors.couriers.base import (
-    TERMINAL, Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult,
+    TERMINAL, Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult,
     RetryPolicy, StatusMap, TokenCache, Unsupported, load_status_map,
 )
 from connectors.couriers.cargus import Cargus
@@ -43,7 +43,7 @@ def make(name: str, **settings) -> Courier:
 
 
 __all__ = [
-    "Capability", "Cargus", "Courier", "CourierRefused", "DpdPolska", "DpdRomania", "FanCourier", "InPost", "LabelFormat", "LabelSize",
+    "Capability", "Cargus", "Courier", "CourierRefused", "DpdPolska", "DpdRomania", "FanCourier", "HandoverDocument", "InPost", "LabelFormat", "LabelSize",
     "ManualCourier", "PickupPoint", "PickupRequest", "PickupResult", "REGISTRY", "RetryPolicy", "Sameday", "StatusMap", "TERMINAL", "TokenCache",
     "Unsupported", "courier_class", "load_status_map", "make", "render_label",
 ]

@@ -46,6 +46,8 @@ class Capability(str, enum.Enum):
     COD = "cod"
     CANCEL = "cancel"
     PICKUP_REQUEST = "pickup_request"
+    PICKUP_CANCEL = "pickup_cancel"  # a requested pickup can be called off through the API
+    HANDOVER_DOCUMENT = "handover_document"  # the courier issues the document its driver signs (manifest, protocol)
     LOOKUP_BY_REFERENCE = "lookup_by_reference"  # an ambiguous create can be resolved without buying twice
     BULK_CREATE = "bulk_create"  # several shipments per create call (FAN's /intern-awb takes a list)
     ASYNC_CREATE = "async_create"  # a create may answer before the tracking number exists: ask `confirm` later
@@ -119,11 +121,25 @@ class PickupRequest:
 
 @dataclass(frozen=True)
 class PickupResult:
-    """The courier's number for the pickup order (what staff quote on the phone), as the courier answered it."""
+    """The courier's number for the pickup order (what staff quote on the phone), as the courier answered it.
+
+    `details` is what the courier needs besides the number to change or call off that order later (DPD Polska's
+    checksum); callers store it with the number and hand both back to `cancel_pickup`.
+    """
 
     courier: str
     pickup_id: str
     raw: Any = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HandoverDocument:
+    """The courier's own handover printout (manifest, protocol, dispatch order printout) for its driver to sign."""
+
+    content: bytes
+    media_type: str  # application/pdf
+    reference: str = ""  # the courier's number for the document, where it gives one
 
 
 # --- status maps ----------------------------------------------------------------------------------
@@ -284,6 +300,11 @@ class Courier:
     # Calls in flight at once for one account: the couriers publish no rate limits, so a few (a 429 still
     # backs off through RetryPolicy); a courier that is known to be strict lowers it.
     max_concurrency: ClassVar[int] = 4
+    # Why a courier without PICKUP_REQUEST needs none, where that is known (said to staff with the refusal).
+    pickup_note: ClassVar[str] = ""
+    # True when the courier's handover printout belongs to a pickup order (InPost dispatch order, Cargus order),
+    # so there is none until a pickup was requested; False when it is made from the shipments alone (DPD Polska).
+    handover_needs_pickup: ClassVar[bool] = False
 
     def __init__(self, *, base_url: str | None = None, session: requests.Session | None = None,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT, retry: RetryPolicy = RetryPolicy(),
@@ -531,13 +552,46 @@ class Courier:
         that they asked, under a unique key, before calling."""
         if not self.can(Capability.PICKUP_REQUEST):
             raise Unsupported(f"{self.name}: pickups cannot be requested through this courier's API; "
-                              f"book the collection by phone or in the courier's own panel")
+                              f"book the collection by phone or in the courier's own panel"
+                              f"{' (' + self.pickup_note + ')' if self.pickup_note else ''}")
         if pickup.ready_until <= pickup.ready_from:
             raise ValueError("the pickup window ends before it starts")
         return self._pickup(pickup)
 
     def _pickup(self, pickup: PickupRequest) -> PickupResult:
         raise Unsupported(f"{self.name} takes no pickup requests")
+
+    def cancel_pickup(self, pickup: PickupResult) -> None:
+        """Call off a pickup `request_pickup` ordered (PICKUP_CANCEL). Returns once the courier cancelled it; raises
+        CourierRefused in the courier's own words when it will not (too late: the driver is on the way). Not
+        idempotent at every courier: callers record the cancellation and do not ask twice."""
+        if not self.can(Capability.PICKUP_CANCEL):
+            raise Unsupported(f"{self.name}: a pickup cannot be called off through this courier's API; "
+                              f"call the courier or use its own panel")
+        if not pickup.pickup_id:
+            raise ValueError("cancelling a pickup needs the courier's pickup order number")
+        self._cancel_pickup(pickup)
+
+    def _cancel_pickup(self, pickup: PickupResult) -> None:
+        raise Unsupported(f"{self.name} cannot call off pickups")
+
+    def handover_document(self, shipments: Sequence[str | ShipmentResult], pickup: PickupResult | None = None, *,
+                          sender: Address | None = None) -> HandoverDocument:
+        """The courier's own handover document for these shipments (HANDOVER_DOCUMENT), as a PDF. Couriers whose
+        document belongs to a pickup order need that order (`pickup`); the others read the shipments, and print
+        `sender` as the place of collection where the courier asks for one."""
+        if not self.can(Capability.HANDOVER_DOCUMENT):
+            raise Unsupported(f"{self.name} issues no handover document through its API; our own handover list "
+                              f"is the document")
+        if self.handover_needs_pickup and (pickup is None or not pickup.pickup_id):
+            raise ValueError(f"{self.name}'s handover document belongs to a pickup order: request the pickup first")
+        if not shipments and not self.handover_needs_pickup:
+            raise ValueError("no shipments to hand over")
+        keys = [key for shipment in shipments for key in self._label_keys(shipment)]
+        return self._handover(keys, pickup, sender)
+
+    def _handover(self, keys: list[str], pickup: PickupResult | None, sender: Address | None) -> HandoverDocument:
+        raise Unsupported(f"{self.name} issues no handover document")
 
     # --- transport --------------------------------------------------------------------------------------
 

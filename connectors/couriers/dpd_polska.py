@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 import requests
 
 from connectors.couriers.base import (
-    Capability, Courier, CourierRefused, LabelFormat, LabelSize, load_status_map, tracking_result,
+    Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupRequest, PickupResult,
+    load_status_map, tracking_result,
 )
 from connectors.errors import AuthError, ConnectorError, InvalidPayload
-from connectors.records import LabelDocument, ShipmentRequest, ShipmentResult, TrackingEvent, TrackingResult
+from connectors.records import Address, LabelDocument, ShipmentRequest, ShipmentResult, TrackingEvent, TrackingResult
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 PACKAGE_NS = "http://dpdservices.dpd.com.pl/"
@@ -80,7 +81,8 @@ class DpdPolska(Courier):
     default_base_url: ClassVar[str] = HOSTS["production"]
     capabilities = frozenset({
         Capability.LABEL_PDF, Capability.LABEL_ZPL, Capability.SIZE_100X150, Capability.TRACKING, Capability.COD,
-    })  # no lookup by reference and no cancel in DPDServices: an ambiguous create is left to staff
+        Capability.PICKUP_REQUEST, Capability.PICKUP_CANCEL, Capability.HANDOVER_DOCUMENT,
+    })  # no lookup by reference and no shipment cancel in DPDServices: an ambiguous create is left to staff
     status_map = load_status_map("dpd_polska")
     renews_tokens: ClassVar[bool] = False
 
@@ -212,6 +214,85 @@ class DpdPolska(Courier):
         if label_format is LabelFormat.PDF and not content.startswith(b"%PDF"):
             raise InvalidPayload("dpd_pl labels: expected a PDF")
         return LabelDocument(content, label_format.value, LabelSize.S100X150.value)
+
+    # --- courier pickup and handover protocol --------------------------------------------------------------
+
+    def _pickup_call(self, params: dict, what: str, *, idempotent: bool) -> tuple[str, str, ET.Element]:
+        """packagesPickupCallV4(dpdPickupParamsV3, authDataV1): (status, the courier's words, the answer)."""
+        answer = self._package_call("packagesPickupCallV4", {"dpdPickupParamsV3": params}, what=what,
+                                    idempotent=idempotent)
+        returned = (_find_all(answer, "return") or [answer])[0]
+        info = (_find_all(returned, "statusInfo") or [returned])[0]
+        status = _child(info, "status")
+        words = "; ".join(" ".join(part for part in (_text(detail, "code"), _text(detail, "description")) if part)
+                          for detail in _find_all(info, "errorDetails"))
+        return status, words, returned
+
+    def _pickup(self, pickup: PickupRequest) -> PickupResult:
+        """packagesPickupCallV4, operation INSERT, the simplified form (no protocol numbers needed): sender,
+        payer (our FID), and how many parcels of what weight. DPD answers an order number and a checksum; both
+        are needed to call the order off again."""
+        address, count = pickup.address, max(1, pickup.parcels)
+        params = {
+            "operationType": "INSERT",
+            "orderType": "DOMESTIC",
+            "pickupCallSimplifiedDetails": {
+                "packagesParams": {"dox": "false", "doxCount": pickup.envelopes or None, "pallet": "false",
+                                   "parcelMaxWeight": f"{Decimal(pickup.weight_kg) / count:.2f}",
+                                   "parcelsCount": count, "parcelsWeight": f"{Decimal(pickup.weight_kg):.2f}",
+                                   "standardParcel": "true"},
+                "pickupCustomer": {"customerFullName": address.company or address.name, "customerName": address.name,
+                                   "customerPhone": address.phone or None},
+                "pickupPayer": {"payerName": address.company or address.name, "payerNumber": self.sender_fid},
+                "pickupSender": {"senderAddress": ", ".join(p for p in (address.street, address.street2) if p),
+                                 "senderCity": address.city, "senderFullName": address.company or address.name,
+                                 "senderName": address.name, "senderPhone": address.phone or None,
+                                 "senderPostalCode": re.sub(r"\D", "", address.postcode)},
+            },
+            "pickupDate": pickup.day.isoformat(),
+            "pickupTimeFrom": pickup.ready_from.strftime("%H:%M"),
+            "pickupTimeTo": pickup.ready_until.strftime("%H:%M"),
+            "waybillsReady": "true",
+        }
+        status, words, returned = self._pickup_call(params, f"pickup call for {pickup.day}", idempotent=False)
+        number_ = _child(returned, "orderNumber")
+        if status != "OK" or not number_:
+            raise CourierRefused(f"dpd_pl refused the pickup call: {status or 'no status'}"
+                                 f"{': ' + words if words else ''}", {status or "": [words or status]})
+        return PickupResult(self.name, number_, {"orderNumber": number_, "status": status},
+                            details={"checkSum": _child(returned, "checkSum")})
+
+    def _cancel_pickup(self, pickup: PickupResult) -> None:
+        """packagesPickupCallV4, operation CANCEL, with the order number and the checksum DPD gave with it;
+        ORDER_CANCEL_DENIED once the courier is on the way."""
+        params = {"checkSum": (pickup.details or {}).get("checkSum") or None, "operationType": "CANCEL",
+                  "orderNumber": pickup.pickup_id, "orderType": "DOMESTIC"}
+        status, words, _ = self._pickup_call(params, f"cancel pickup call {pickup.pickup_id}", idempotent=True)
+        if status != "OK":
+            raise CourierRefused(f"dpd_pl did not cancel pickup call {pickup.pickup_id}: {status or 'no status'}"
+                                 f"{': ' + words if words else ''}", {status or "": [words or status]})
+
+    def _handover(self, keys: list[str], pickup: PickupResult | None, sender: Address | None) -> HandoverDocument:
+        """generateProtocolV2: the handover protocol ("protokół przekazania") for these waybills, an A4 PDF."""
+        params: dict[str, Any] = {"policy": "STOP_ON_FIRST_ERROR",
+                                  "session": {"packages": [{"parcels": [{"waybill": k} for k in keys]}],
+                                              "sessionType": "DOMESTIC"}}
+        if sender is not None:
+            params = {"pickupAddress": {
+                "address": ", ".join(p for p in (sender.street, sender.street2) if p), "city": sender.city,
+                "company": sender.company or None, "countryCode": sender.country or "PL",
+                "email": sender.email or None, "fid": self.sender_fid, "name": sender.name,
+                "phone": sender.phone or None, "postalCode": re.sub(r"\D", "", sender.postcode)}, **params}
+        answer = self._package_call("generateProtocolV2", {"dpdServicesParamsV1": params, "outputDocFormatV1": "PDF",
+                                                           "outputDocPageFormatV1": "A4"},
+                                    what=f"protocol for {len(keys)} waybills", idempotent=True)
+        try:
+            content = base64.b64decode(_text(answer, "documentData"), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidPayload("dpd_pl protocol: documentData is not base64") from None
+        if not content.startswith(b"%PDF"):
+            raise CourierRefused(f"dpd_pl protocol: {_text(answer, 'status') or 'no document'}")
+        return HandoverDocument(content, "application/pdf", _text(answer, "documentId"))
 
     # --- tracking --------------------------------------------------------------------------------------------
 

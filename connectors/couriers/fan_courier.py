@@ -29,8 +29,8 @@ class FanCourier(Courier):
     capabilities = frozenset({
         Capability.LABEL_PDF, Capability.LABEL_ZPL, Capability.SIZE_A6, Capability.PICKUP_POINTS,
         Capability.TRACKING, Capability.BULK_TRACKING, Capability.COD, Capability.CANCEL,
-        Capability.LOOKUP_BY_REFERENCE, Capability.BULK_CREATE, Capability.PICKUP_REQUEST,
-    })
+        Capability.LOOKUP_BY_REFERENCE, Capability.BULK_CREATE, Capability.PICKUP_REQUEST, Capability.PICKUP_CANCEL,
+    })  # no handover printout: FAN's AWB report ("borderou", GET /reports/awb) is data, not a document
     status_map = load_status_map("fan_courier")
     tracking_batch = 50
     create_batch = 50  # /intern-awb takes a list of shipments; FAN documents no ceiling, so stay modest
@@ -205,6 +205,16 @@ class FanCourier(Courier):
             raise CourierRefused(f"fancourier refused the courier order: {error_text(response)}",
                                  _field_errors(answer.get("errors")), response.status_code)
         return PickupResult(self.name, str(order_id), answer)
+
+    def _cancel_pickup(self, pickup: PickupResult) -> None:
+        """DELETE /order?clientId=&id= (daika7ana/fancourier-api-v2 DeleteCourierOrder)."""
+        response = self._call("DELETE", "/order", what=f"cancel courier order {pickup.pickup_id}", idempotent=True,
+                              params={"clientId": self.client_id, "id": pickup.pickup_id})
+        answer = self._json(response, "cancel courier order")
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            raise CourierRefused(f"fancourier did not cancel courier order {pickup.pickup_id}: {error_text(response)}",
+                                 _field_errors(answer.get("errors") if isinstance(answer, dict) else None),
+                                 response.status_code)
 
     # --- labels ----------------------------------------------------------------------------------------------
 

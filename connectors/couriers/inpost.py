@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import requests
 
 from connectors.couriers.base import (
-    Capability, Courier, CourierRefused, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult, error_text,
-    load_status_map, number, split_street, tracking_result,
+    Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupPoint, PickupRequest,
+    PickupResult, error_text, load_status_map, number, split_street, tracking_result,
 )
 from connectors.errors import InvalidPayload, NotFound
 from connectors.records import (
@@ -33,10 +33,11 @@ class InPost(Courier):
     capabilities = frozenset({
         Capability.LABEL_PDF, Capability.LABEL_ZPL, Capability.SIZE_A6, Capability.PICKUP_POINTS,
         Capability.TRACKING, Capability.COD, Capability.CANCEL, Capability.LOOKUP_BY_REFERENCE,
-        Capability.ASYNC_CREATE, Capability.PICKUP_REQUEST,
+        Capability.ASYNC_CREATE, Capability.PICKUP_REQUEST, Capability.PICKUP_CANCEL, Capability.HANDOVER_DOCUMENT,
     })
     status_map = load_status_map("inpost")
     renews_tokens: ClassVar[bool] = False
+    handover_needs_pickup: ClassVar[bool] = True  # the printout is the dispatch order's
 
     def __init__(self, token: str, organization_id: int | str, *, confirm_reads: int = 3,
                  confirm_wait: float = 0.5, sending_method: str = "dispatch_order", **options: Any):
@@ -207,6 +208,23 @@ class InPost(Courier):
         if not isinstance(order, dict) or order.get("id") in (None, ""):
             raise InvalidPayload(f"inpost dispatch order: no id ({error_text(response)})")
         return PickupResult(self.name, str(order["id"]), order)
+
+    def _cancel_pickup(self, pickup: PickupResult) -> None:
+        """DELETE /v1/dispatch_orders/{id} (michalbiarda/shipx-php-sdk Method/DispatchOrder/Delete)."""
+        self._call("DELETE", f"/v1/dispatch_orders/{pickup.pickup_id}", idempotent=True,
+                   what=f"cancel dispatch order {pickup.pickup_id}")
+
+    def _handover(self, keys: list[str], pickup: PickupResult | None, sender: Address | None) -> HandoverDocument:
+        """GET /v1/organizations/{org}/dispatch_orders/printouts?dispatch_order_id= (michalbiarda/shipx-php-sdk
+        Method/DispatchOrder/GetPrintout; `format=Pdf` as other ShipX clients send it): the dispatch order
+        printout the courier signs, as a PDF."""
+        response = self._call("GET", f"/v1/organizations/{self.organization_id}/dispatch_orders/printouts",
+                              what=f"dispatch order printout {pickup.pickup_id}", idempotent=True,
+                              params={"dispatch_order_id": pickup.pickup_id, "format": "Pdf"})
+        if not response.content.startswith(b"%PDF"):
+            raise InvalidPayload(f"inpost dispatch order printout: expected a PDF, got "
+                                 f"{response.headers.get('Content-Type')}")
+        return HandoverDocument(response.content, "application/pdf", pickup.pickup_id)
 
     # --- labels ----------------------------------------------------------------------------------------------
 

@@ -37,6 +37,10 @@ class Sameday(Courier):
     })  # no lookup by our reference: an ambiguous create stays AmbiguousOutcome for staff to check
     status_map = load_status_map("sameday")
     auth_failure_statuses: ClassVar[tuple[int, ...]] = (401, 403)  # the official SDK re-logs on either
+    # The official SDK has no pickup, courier-order or manifest call: every AWB names the pickup point, and its
+    # first status already reads "Comanda curier primita" (courier order received).
+    pickup_note: ClassVar[str] = ("Sameday sends a courier to the pickup point for every AWB by itself: its "
+                                  "first status is \"Comanda curier primita\"")
 
     def __init__(self, username: str, password: str, *, pickup_point_id: int, service_id: int,
                  locker_service_id: int | None = None, contact_person_id: int | None = None,
