@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdType, TenantScoped, utcnow
@@ -14,6 +14,9 @@ class InboundEvent(TenantScoped, Base):
     __table_args__ = (UniqueConstraint("shop_id", "dedupe_key"),)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    # Not indexed alone (unlike TenantScoped's shop_id): the unique (shop_id, dedupe_key) index leads with it,
+    # and every index is one more page each webhook's commit writes.
+    shop_id: Mapped[int] = mapped_column(IdType, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
     platform: Mapped[str] = mapped_column(String(20))
     topic: Mapped[str] = mapped_column(String(64))
     dedupe_key: Mapped[str] = mapped_column(String(255))
