@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import io
 import json
 import secrets
 
@@ -202,3 +203,24 @@ def test_shop_redaction_erases_the_shop_and_everything_it_owned(shopify_app, run
     with runtime_of_app.sessions() as session:
         erase = session.scalars(select(Job).where(Job.kind == "privacy.erase_shop")).one()
     assert erase.status == "succeeded"
+
+
+def test_a_body_over_the_size_cap_gets_a_413_with_a_json_error_and_nothing_is_stored(shopify_app, runtime_of_app, shop_id):
+    oversized = b'{"id": 1, "note": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    response = deliver(shopify_app, "orders/create", oversized)
+    assert response.status_code == 413
+    assert response.json["error"] == "request_entity_too_large"
+    assert _count(runtime_of_app, InboundEvent) == 0 and _count(runtime_of_app, Job) == 0
+
+
+def test_a_body_sent_without_a_declared_length_is_verified_on_its_exact_bytes(shopify_app, runtime_of_app, shop_id):
+    body = payloads.raw(payloads.order())
+    headers = {"Content-Type": "application/json", "X-Shopify-Topic": "orders/create",
+               "X-Shopify-Shop-Domain": payloads.SHOP_DOMAIN, "X-Shopify-Webhook-Id": secrets.token_hex(8),
+               "X-Shopify-Hmac-Sha256": signature(body)}
+    environ = {"wsgi.input_terminated": True, "CONTENT_LENGTH": ""}  # chunked: the server ends the stream
+    response = shopify_app.test_client().post("/webhooks/shopify", input_stream=io.BytesIO(body), headers=headers,
+                                              environ_overrides=environ)
+    assert response.status_code == 200 and response.json["status"] == "accepted"
+    with runtime_of_app.sessions() as session, shop_context(shop_id):
+        assert session.scalars(select(InboundEvent)).one().body == body

@@ -27,7 +27,7 @@ def receive(_subpath: str | None = None):
     settings = runtime.settings.shopify
     if not settings.configured:
         return jsonify(error="not_configured", message="this service has no Shopify app configured"), 404
-    raw = request.get_data(cache=False)  # the exact bytes Shopify signed; never re-serialised JSON
+    raw = _raw_body()  # the exact bytes Shopify signed; never re-serialised JSON
     try:
         delivery = WebhookDelivery.from_headers(_shopify_headers(request.environ))
     except InvalidPayload as exc:
@@ -63,7 +63,17 @@ _DUPLICATE = b'{"status":"duplicate"}\n'
 
 
 def _answer(body: bytes):
-    return current_app.response_class(body, status=200, mimetype="application/json")
+    return current_app.response_class(body, status=200, content_type="application/json")
+
+
+def _raw_body() -> bytes:
+    """The request body, read straight from the WSGI input when its length is declared and allowed; werkzeug's
+    stream wrappers (`request.get_data`) take the rest: no length, or too long (413)."""
+    environ = request.environ
+    declared = environ.get("CONTENT_LENGTH", "")
+    if declared.isdigit() and int(declared) <= current_app.config["MAX_CONTENT_LENGTH"]:
+        return environ["wsgi.input"].read(int(declared))
+    return request.get_data(cache=False)
 
 
 # Shopify's headers as WSGI names them: X-Shopify-* (webhooks) and shopify-* (newer event deliveries).
