@@ -87,3 +87,18 @@ def work(runtime) -> None:
 
 __all__ = ["Decimal", "PL_SENDER", "SENDER", "fan_credentials", "open_pl_shop", "open_ro_shop", "pl_address",
            "ro_address", "run_due_jobs_now", "work"]
+
+
+def manual_courier_batch(session, access_code: str):
+    """(shop, account, batch): a Romanian shop whose staff ship with the manual courier, one printed batch done."""
+    from app.models import LabelBatch
+    from app.shipping.warehouse import set_access_code
+
+    shop = make_shop(session, platform="woocommerce", currency="RON", timezone="Europe/Bucharest")
+    set_access_code(shop, access_code)
+    account = add_account(session, shop.id, courier="manual", name="Curier propriu", credentials={}, sender=SENDER)
+    batch = LabelBatch(shop_id=shop.id, courier="manual", courier_account_id=account.id, status="done",
+                       order_ids=[], failures={}, label_size="a4_4up", label_format="pdf")
+    session.add(batch)
+    session.flush()
+    return shop, account, batch

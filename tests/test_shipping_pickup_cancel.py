@@ -9,12 +9,12 @@ from sqlalchemy import inspect, select
 
 from app.db import make_engine
 from app.migrate import current_revision, downgrade, schema_differences, upgrade
-from app.models import CourierPickup, LabelBatch, Shop
+from app.models import CourierPickup, Shop
 from app.shipping.accounts import add_account
 from app.shipping.warehouse import set_access_code
 from app.tenancy import shop_context
 from tests.fake_couriers import fake_dpd_pl, fake_fan  # noqa: F401 (fixtures)
-from tests.shipping_kit import PL_SENDER, SENDER, open_ro_shop, pl_address, work
+from tests.shipping_kit import PL_SENDER, manual_courier_batch, open_ro_shop, pl_address, work
 from tests.test_shipping_pickups import ask, pickups, printed_batch
 from tests.test_shipping_warehouse import CODE, signed_in
 
@@ -103,16 +103,8 @@ def test_a_pickup_asked_again_after_a_cancel_is_a_new_request_and_the_cancelled_
 
 def manual_pickup(runtime, status: str) -> tuple[int, int]:
     """(shop id, pickup id): a pickup row in `status` on a batch of the manual courier."""
-    from tests.factories import make_shop
-
     with runtime.sessions.begin() as session:
-        shop = make_shop(session, platform="woocommerce", currency="RON", timezone="Europe/Bucharest")
-        set_access_code(shop, CODE)
-        account = add_account(session, shop.id, courier="manual", name="Curier propriu", credentials={}, sender=SENDER)
-        batch = LabelBatch(shop_id=shop.id, courier="manual", courier_account_id=account.id, status="done",
-                           order_ids=[], failures={}, label_size="a4_4up", label_format="pdf")
-        session.add(batch)
-        session.flush()
+        shop, account, batch = manual_courier_batch(session, CODE)
         pickup = CourierPickup(shop_id=shop.id, courier_account_id=account.id, label_batch_id=batch.id,
                                courier="manual", dedupe_key="x", day=dt.date(2030, 6, 14), ready_from="10:00",
                                ready_until="14:00", parcels=1, status=status, pickup_ref="42")

@@ -5,11 +5,10 @@ import pytest
 from sqlalchemy import select
 
 from app.models import CourierPickup, LabelBatch, Shipment, Shop
-from app.shipping.accounts import add_account
 from app.shipping.warehouse import set_access_code
 from app.tenancy import shop_context
 from tests.fake_couriers import fake_fan, fake_inpost  # noqa: F401 (fixtures)
-from tests.shipping_kit import SENDER, open_pl_shop, open_ro_shop, work
+from tests.shipping_kit import manual_courier_batch, open_pl_shop, open_ro_shop, work
 from tests.test_shipping_warehouse import CODE, signed_in
 
 TOMORROW = "2030-06-14"
@@ -107,15 +106,7 @@ def test_inpost_collects_the_batchs_shipments_by_dispatch_order(client, runtime,
 
 def test_a_courier_without_pickup_requests_says_so_on_the_batch_page(client, runtime):
     with runtime.sessions.begin() as session:
-        from tests.factories import make_shop
-
-        shop = make_shop(session, platform="woocommerce", currency="RON", timezone="Europe/Bucharest")
-        set_access_code(shop, CODE)
-        account = add_account(session, shop.id, courier="manual", name="Curier propriu", credentials={}, sender=SENDER)
-        batch = LabelBatch(shop_id=shop.id, courier="manual", courier_account_id=account.id, status="done",
-                           order_ids=[], failures={}, label_size="a4_4up", label_format="pdf")
-        session.add(batch)
-        session.flush()
+        shop, _account, batch = manual_courier_batch(session, CODE)
         shop_id, batch_id = shop.id, batch.id
     csrf = signed_in(client, shop_id)
 
