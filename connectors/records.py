@@ -60,6 +60,15 @@ def e164(phone: str | None) -> str | None:
     return compact if _E164.match(compact) else None
 
 
+def web_url(value: Any) -> str | None:
+    """An absolute http(s) URL with a host, else None: a link we put in a message must lead somewhere."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    match = re.match(r"^https?://([^/?#\s]+)", text, re.IGNORECASE)
+    return text if match and not re.search(r"\s", text) else None
+
+
 @dataclass(frozen=True)
 class Address:
     name: str = ""
@@ -142,6 +151,10 @@ class StoreOrder:
     billing_address: Address | None = None
     lines: tuple[StoreOrderLine, ...] = ()
     discount_codes: tuple[str, ...] = ()  # coupon codes applied, lowercase
+    # Where the customer can pay this order now, when the store says it still needs paying (None: no such page).
+    payment_url: str | None = None
+    # The customer's page for this order (Shopify's order status page); None when the platform has none to give.
+    status_url: str | None = None
 
 
 @dataclass(frozen=True)

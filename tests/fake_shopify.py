@@ -225,9 +225,16 @@ class FakeShopify(LoopbackFake):
                   currency: str = "PLN", total: str = "249.90", email: str | None = "zofia.nowak@example.pl",
                   phone: str | None = "+48600111222", customer_id: str | None = None, financial: str = "PAID",
                   fulfillment: str = "UNFULFILLED", lines: list[dict] | None = None,
-                  fulfillment_orders: list[dict] | None = None) -> str:
-        """An order node; `fulfillment_orders` like [{"location": gid, "status": "OPEN", "lines": [0, 1]}]."""
+                  fulfillment_orders: list[dict] | None = None, payment_collection_url: str | None = None,
+                  status_page_url: str | None = "default") -> str:
+        """An order node; `fulfillment_orders` like [{"location": gid, "status": "OPEN", "lines": [0, 1]}].
+
+        `payment_collection_url` is Order.paymentCollectionDetails.additionalPaymentCollectionUrl (null unless
+        money is owed); `status_page_url` is Order.statusPageUrl (a made-up status page unless given, None: null).
+        """
         gid = self._gid("Order", order_id)
+        if status_page_url == "default":
+            status_page_url = f"https://kwiaciarnia-roza.pl/548380009/orders/{secrets.token_hex(16)}/authenticate?key=k"
         items = lines if lines is not None else [{"title": "Bukiet róż", "quantity": 1, "price": "229.90"}]
         line_nodes = [self._line(i, item, currency, "LineItem") for i, item in enumerate(items)]
         address = {"name": "Zofia Nowak", "firstName": "Zofia", "lastName": "Nowak", "company": None,
@@ -243,6 +250,8 @@ class FakeShopify(LoopbackFake):
             "customer": {"id": customer_id} if customer_id else None, "shippingLine": {"title": "InPost Paczkomat"},
             "shippingAddress": address, "billingAddress": address,
             "cartToken": "68778783ad298f1c80c3bafcddeea02f", "checkoutToken": "2a1ace52255252df566af0faaedfbfa7",
+            "paymentCollectionDetails": {"additionalPaymentCollectionUrl": payment_collection_url},
+            "statusPageUrl": status_page_url,
         }
         specs = fulfillment_orders if fulfillment_orders is not None else [{"location": DEFAULT_LOCATION}]
         orders_to_fulfil = []
@@ -256,6 +265,19 @@ class FakeShopify(LoopbackFake):
             })
         self.orders[gid] = {"node": node, "lines": line_nodes, "fulfillment_orders": orders_to_fulfil}
         return gid
+
+    def touch_order(self, gid: str, updated_at: str, **fields: Any) -> dict:
+        """Change an order node as the shop would (e.g. financial="PAID", payment_collection_url=...)."""
+        names = {"financial": "displayFinancialStatus", "status_page_url": "statusPageUrl"}
+        with self._lock:
+            node = self.orders[gid]["node"]
+            for key, value in fields.items():
+                if key == "payment_collection_url":
+                    node["paymentCollectionDetails"] = {"additionalPaymentCollectionUrl": value}
+                else:
+                    node[names.get(key, key)] = value
+            node["updatedAt"] = updated_at
+            return node
 
     def add_generated_orders(self, count: int, *, lines_per_order: int = 2, first_id: int = 50_000_000) -> None:
         """`count` orders that exist only in bulk results, produced line by line when the file is read."""

@@ -22,6 +22,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -168,8 +169,9 @@ class FakeWooCommerce(LoopbackFake):
                        "parent_name": None} for index, item in enumerate(items)]
         address = {"first_name": "Zofia", "last_name": "Nowak", "company": "", "address_1": "ul. Różana 5",
                    "address_2": "", "city": "Kraków", "state": "", "postcode": "30-001", "country": country}
+        order_key = f"wc_order_{secrets.token_hex(6)}"
         order = {
-            "id": order_id, "parent_id": 0, "number": str(order_id), "order_key": f"wc_order_{secrets.token_hex(6)}",
+            "id": order_id, "parent_id": 0, "number": str(order_id), "order_key": order_key,
             "created_via": created_via, "version": "10.3.0", "status": status, "currency": self.currency,
             "date_created": gmt(created + SHOP_UTC_OFFSET), "date_created_gmt": gmt(created),
             "date_modified": gmt(modified + SHOP_UTC_OFFSET), "date_modified_gmt": gmt(modified),
@@ -187,9 +189,12 @@ class FakeWooCommerce(LoopbackFake):
             "fee_lines": [],
             "coupon_lines": [{"id": order_id * 10 + 8, "code": code, "discount": "10.00", "discount_tax": "0.00",
                               "meta_data": []} for code in coupon_codes],
-            "refunds": [], "payment_url": f"{self._home()}/checkout/order-pay/{order_id}/?pay_for_order=true",
-            "is_editable": status in ("pending", "on-hold", "checkout-draft"), "needs_payment": not paid,
-            "needs_processing": True,
+            # Every order carries its order-pay link (WC_Order::get_checkout_payment_url); the page takes a payment
+            # only when needs_payment (WC_Order::needs_payment: status pending or failed, unpaid, total above 0).
+            "refunds": [],
+            "payment_url": f"{self._home()}/checkout/order-pay/{order_id}/?pay_for_order=true&key={order_key}",
+            "is_editable": status in ("pending", "on-hold", "checkout-draft"),
+            "needs_payment": _needs_payment(status, paid, total), "needs_processing": True,
         }
         with self._lock:
             self.orders[order_id] = order
@@ -199,6 +204,8 @@ class FakeWooCommerce(LoopbackFake):
         with self._lock:
             order = self.orders[order_id]
             order.update(changes)
+            if "needs_payment" not in changes:
+                order["needs_payment"] = _needs_payment(order["status"], bool(order.get("date_paid_gmt")), order["total"])
             order["date_modified_gmt"] = gmt(modified)
             order["date_modified"] = gmt(modified + SHOP_UTC_OFFSET)
             return order
@@ -608,6 +615,10 @@ class FakeWooCommerce(LoopbackFake):
 
 def _public_hook(hook: dict) -> dict:
     return {key: value for key, value in hook.items() if key != "failure_count"}
+
+
+def _needs_payment(status: str, paid: bool, total: str) -> bool:
+    return status in ("pending", "failed") and not paid and Decimal(total) > 0
 
 
 def _select_fields(item: dict, fields: str | None) -> dict:

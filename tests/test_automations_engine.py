@@ -136,11 +136,13 @@ def test_the_minted_coupon_is_bound_to_the_customer_and_cart_and_sent_to_shopify
     assert "shopify.create_discount" in kinds
 
 
-def test_an_unpaid_order_gets_a_finish_your_payment_nudge_after_an_hour(runtime, shop_id, travel):
+def test_an_unpaid_order_gets_a_finish_your_payment_nudge_after_an_hour(runtime, shop_id, fake, travel):
     from tests.automations_kit import enable_library_flow
 
     enable_library_flow(runtime, shop_id, "unpaid_order")
     travel(T0)
+    fake.add_order(7001, email=EMAIL, financial="PENDING", updated_at=T0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   payment_collection_url="https://kwiaciarnia-roza.pl/548380009/invoices/7001/pay")
     place_order(runtime, shop_id, "7001", at=T0, paid=False)
     clock_tick(runtime, travel(T0 + MIN))
     clock_tick(runtime, travel(T0 + 59 * MIN))

@@ -683,6 +683,8 @@ def test_an_unpaid_then_paid_order_gets_the_nudge_then_the_thank_you_in_its_lang
     travel(T0)
     customer_id = add_customer(runtime, shop_id, locale="ro")
     grant_email_consent(runtime, shop_id, customer_id, T0 - DAY)
+    fake.add_order(7801, email=EMAIL, financial="PENDING", updated_at=T0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   payment_collection_url="https://kwiaciarnia-roza.pl/548380009/invoices/7801/pay")
     place_order(runtime, shop_id, "7801", at=T0, paid=False)
     tick(runtime, travel(T0 + MIN))
     tick(runtime, travel(T0 + 62 * MIN))
@@ -693,6 +695,8 @@ def test_an_unpaid_then_paid_order_gets_the_nudge_then_the_thank_you_in_its_lang
         ("unpaid_order_finish_payment", "ro", "sent"), ("post_purchase_thank_you", "ro", "sent")]
     assert [mail["Subject"] for mail in sink.handler.messages()] == [
         "Finalizează plata pentru comanda #7801", "Îți mulțumim pentru comanda #7801!"]
+    nudge = sink.handler.messages()[0].get_body(("plain",)).get_content()
+    assert "Plătește aici: https://companion.example.com/m/" in nudge, "the payment link, as a tracked click"
 
 
 def test_an_order_fulfilled_in_shopify_itself_gets_the_shipped_email_once(runtime, shop_id, sink, travel):

@@ -263,6 +263,7 @@ def test_a_customer_tagged_VIP_by_hand_enters_the_segment_and_starts_its_segment
     zofia = customer(runtime, shop_id, "zofia@example.pl")
     with runtime.sessions.begin() as session, shop_context(shop_id):
         create_segment(session, shop_id, "VIP", VIP, enabled=True)
+        create_segment(session, shop_id, "recent buyers", RECENT_BUYERS)
         create_flow(session, shop_id, "VIP welcome", {
             "trigger": "segment_entered", "segment": "VIP", "audience": {"field": "customer.segments", "op": "eq", "value": "VIP"},
             "steps": [{"id": "hello", "type": "send", "channel": "email", "kind": "promotional", "template": "vip_welcome"}]},
@@ -306,7 +307,8 @@ def test_a_flow_that_tags_a_customer_puts_them_in_a_has_tag_segment_at_once(runt
     route(runtime)
     with runtime.sessions() as session, shop_context(shop_id):
         assert session.scalars(select(SegmentMember.customer_id)).all() == [ola]
-        assert session.scalars(select(Signal.kind).order_by(Signal.id)).all() == ["custom_event", "segment_entered"]
+        assert session.scalars(select(Signal.kind).order_by(Signal.id)).all() == ["custom_event", "tag_added",
+                                                                                  "segment_entered"]
 
 
 def test_a_condition_branch_asks_whether_the_customer_is_in_a_segment(runtime, shop):

@@ -5,5 +5,6 @@ Public entry points for other parts of the service:
 - `app.automations.outbox_port.submit_message(...)`: the one place a flow hands a message to the outbox.
 - `app.automations.truth.register_truth_check(platform)`: plug a live store re-read in for a platform.
 - `app.automations.segments.compile_segment(definition, scope)`: a segment as one `SELECT customers.id`.
-- `app.automations.tags.add_tag(session, shop_id, customer_id, name)` / `remove_tag(...)`: tags by hand (signalled).
+- `app.automations.tags.add_tag(session, shop_id, customer_id, name)` / `remove_tag(...)`: tags by hand (signalled,
+  as are the tags flows set).
 """

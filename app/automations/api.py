@@ -10,9 +10,8 @@ import click
 from flask import Blueprint, abort, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from app.automations.definitions import validate_definition
-from app.automations.flows import (InvalidFlow, create_flow, describe, install_library_flow, library, preview_flow,
-                                   set_enabled, update_flow)
+from app.automations.flows import (InvalidFlow, checked_definition, create_flow, describe, install_library_flow, library,
+                                   preview_flow, set_enabled, update_flow)
 from app.automations.signals import PersonalDataInSignal, emit_signal
 from app.automations.timing import zone
 from app.models import ApiToken, AutomationDecision, Customer, Flow, FlowRun, Message, Shop, Signal, utcnow
@@ -167,15 +166,23 @@ def edit_flow(flow_id: int):
 @automations_api.post("/flows/validate")
 @authenticated
 def validate_flow():
-    problems = validate_definition(_body().get("definition"))
-    return jsonify(valid=not problems, problems=problems)
+    """Problems with a definition, including segments it names that the shop does not have; nothing is saved."""
+    try:
+        with _sessions()() as session:
+            checked_definition(session, g.shop_id, _body().get("definition"))
+    except InvalidFlow as exc:
+        return jsonify(valid=False, problems=exc.problems)
+    return jsonify(valid=True, problems=[])
 
 
 @automations_api.post("/flows/<int:flow_id>/enable")
 @authenticated
 def enable_flow(flow_id: int):
-    with _sessions().begin() as session:
-        return jsonify(describe(set_enabled(session, _flow(session, flow_id), True)))
+    try:
+        with _sessions().begin() as session:
+            return jsonify(describe(set_enabled(session, _flow(session, flow_id), True)))
+    except InvalidFlow as exc:
+        return _invalid(exc)
 
 
 @automations_api.post("/flows/<int:flow_id>/disable")
@@ -198,8 +205,11 @@ def preview_definition():
 @automations_api.post("/flows/<int:flow_id>/preview")
 @authenticated
 def preview_existing(flow_id: int):
-    with _sessions()() as session:
-        return jsonify(preview_flow(session, g.shop_id, _flow(session, flow_id).definition))
+    try:
+        with _sessions()() as session:
+            return jsonify(preview_flow(session, g.shop_id, _flow(session, flow_id).definition))
+    except InvalidFlow as exc:  # e.g. a segment it names was deleted since
+        return _invalid(exc)
 
 
 @automations_api.post("/events")

@@ -90,9 +90,14 @@ def _validate_step(step: dict, ids: list) -> list[str]:
             problems.append(f"kind must be one of {', '.join(MESSAGE_KINDS)}")
         if not isinstance(step.get("template"), str) or not step["template"]:
             problems.append("template must name a template")
+        if not isinstance(step.get("payment_link", False), bool):
+            problems.append("payment_link must be true or false (true: carry the order's fresh payment link)")
     elif kind == "tag":
         if not (isinstance(step.get("add"), str) or isinstance(step.get("remove"), str)):
             problems.append("a tag step needs add or remove with a tag name")
+        for key in ("add", "remove"):
+            if isinstance(step.get(key), str) and not 1 <= len(" ".join(step[key].split())) <= 128:
+                problems.append(f"{key} must be a tag name of 1 to 128 characters")
     elif kind == "coupon":
         percent, amount = step.get("percent_off"), step.get("amount_off")
         if (percent is None) == (amount is None):

@@ -25,7 +25,8 @@ from app.automations.details import custom_events_since_start, message_details
 from app.automations.outbox_port import Refused, submit_message
 from app.automations.segments import (refresh_customers, refresh_for_signals, segment_names, segment_names_of,
                                       trigger_matches)
-from app.automations.signals import is_paid
+from app.automations.signals import SignalFact, emit_signals, is_paid
+from app.automations.tags import ensure_tag, remove_tag
 from app.automations.timing import wait_until
 from app.automations.trace import decision_row, record_decision, record_decisions
 from app.automations.truth import LiveQuery, LiveState, StoreUnreachable, purchase_since, read_live_state
@@ -160,6 +161,9 @@ class _RunStarter:
         if customer is None:
             self.decisions.append(decision_row(shop_id, "not_started_no_customer", **trace))
             return
+        if _caused_by(signal, flow):  # a flow that tags must not restart itself with its own tag, whatever its reentry
+            self.decisions.append(decision_row(shop_id, "not_started_own_tag_change", customer_id=customer.id, **trace))
+            return
         context = {"subject": {"type": signal.subject_type, "id": signal.subject_id}, "signal_id": signal.id,
                    "signal": signal.payload or {}, "since": signal.occurred_at.isoformat(),
                    "version": (signal.payload or {}).get("version") or signal.id}
@@ -226,6 +230,12 @@ class _RunStarter:
         record_decisions(session, self.decisions)  # after the runs they name
         self.decisions = []
         return self.started
+
+
+def _caused_by(signal: Signal, flow: Flow) -> bool:
+    payload = signal.payload or {}
+    return (signal.kind in ("tag_added", "tag_removed") and payload.get("source") == "flow"
+            and payload.get("flow_id") == flow.id)
 
 
 def _signal_customer(session: Session, shop_id: int, signal: Signal) -> Customer | None:
@@ -313,7 +323,8 @@ def run_step_job(ctx, run_ids: list[int]) -> None:
 
 
 def needs_live_check(steps: list[dict], index: int) -> bool:
-    """Will the run, from `index` up to its next wait, send a recovery message or mint a coupon?"""
+    """Will the run, from `index` up to its next wait, send a recovery message (or one carrying a payment link)
+    or mint a coupon?"""
     seen, todo = set(), [index]
     while todo:
         i = todo.pop()
@@ -323,7 +334,8 @@ def needs_live_check(steps: list[dict], index: int) -> bool:
         step = steps[i]
         if step.get("type") == "wait":
             continue
-        if step.get("type") == "coupon" or (step.get("type") == "send" and step.get("kind") == "recovery"):
+        if step.get("type") == "coupon" or (step.get("type") == "send" and (step.get("kind") == "recovery"
+                                                                            or step.get("payment_link"))):
             return True
         todo += step_targets(steps, i)
     return False
@@ -463,7 +475,9 @@ class _Book:
         self._tags: dict[int, list[str]] | None = None
         self._segments: dict[int, list[str]] | None = None
         self._tag_ids: dict[str, int] = {}
+        self._tag_names: dict[int, str] = {}  # the spelling the shop keeps, for the signal
         self.tag_links: list[dict] = []
+        self.tag_causes: dict[tuple[int, int], int | None] = {}  # (customer, tag) -> the flow that added it
         self.decisions: list[dict] = []
         self.refresh_ids: set[int] = set()
         self.now: dt.datetime | None = None
@@ -542,14 +556,25 @@ class _Book:
         self._tags = None
 
     def tag_id(self, name: str) -> int:
-        if name not in self._tag_ids:
-            self._tag_ids[name] = _tag_id(self.session, self.shop_id, name)
-        return self._tag_ids[name]
+        key = name.strip().lower()
+        if key not in self._tag_ids:
+            tag = ensure_tag(self.session, self.shop_id, name)
+            self._tag_ids[key], self._tag_names[tag.id] = tag.id, tag.name
+        return self._tag_ids[key]
 
-    def add_tag(self, customer_id: int, name: str, now: dt.datetime) -> None:
-        self.tag_links.append(dict(shop_id=self.shop_id, customer_id=customer_id, tag_id=self.tag_id(name), created_at=now))
+    def add_tag(self, customer_id: int, name: str, now: dt.datetime, *, flow_id: int | None = None) -> None:
+        tag_id = self.tag_id(name)
+        self.tag_links.append(dict(shop_id=self.shop_id, customer_id=customer_id, tag_id=tag_id, created_at=now))
+        self.tag_causes[(customer_id, tag_id)] = flow_id
         self.refresh_ids.add(customer_id)
         self.now = now
+
+    def _tag_added(self, customer_id: int, tag_id: int, now: dt.datetime) -> SignalFact:
+        """The same signal a tag set by hand gives (app.automations.tags.add_tag), naming the flow that set it."""
+        flow_id = self.tag_causes.get((customer_id, tag_id))
+        payload = {"tag": self._tag_names[tag_id], "source": "flow", **({"flow_id": flow_id} if flow_id else {})}
+        return SignalFact(self.shop_id, "tag_added", dedupe_key=f"tag_added:{customer_id}:{tag_id}:{now.timestamp()}",
+                          customer_id=customer_id, subject=("customer", customer_id), payload=payload)
 
     def settle(self) -> None:
         """Write the decisions and tag links held so far and re-check those customers' segments (a statement each)."""
@@ -557,8 +582,13 @@ class _Book:
         record_decisions(self.session, decisions)
         links, self.tag_links = self.tag_links, []
         if links:
-            self.session.execute(_insert(self.session, CustomerTag.__table__).on_conflict_do_nothing(
-                index_elements=["shop_id", "customer_id", "tag_id"]), links)
+            table = CustomerTag.__table__
+            added = self.session.execute(_insert(self.session, table).on_conflict_do_nothing(
+                index_elements=["shop_id", "customer_id", "tag_id"]).returning(table.c.customer_id, table.c.tag_id),
+                links).all()  # only the links that are new: a tag the customer already had is no news
+            now = self.now or utcnow()
+            emit_signals(self.session, [self._tag_added(row.customer_id, row.tag_id, now) for row in added], now)
+            self.tag_causes.clear()
             self._tags = None
         customers, self.refresh_ids = self.refresh_ids, set()
         if customers:
@@ -729,7 +759,7 @@ class _Advance:
         return "stop"
 
     def step_send(self, step: dict, index: int) -> str:
-        if step.get("kind") == "recovery":
+        if step.get("kind") == "recovery" or step.get("payment_link"):
             gate = self._live_gate(step)
             if gate == "stop_finished":
                 return "finished"
@@ -738,14 +768,22 @@ class _Advance:
             if isinstance(self.live, LiveState):
                 self.gates.append({"gate": "live_check", "result": "not_bought", "at": self.live.checked_at.isoformat()
                                    if self.live.checked_at else None})
+        cart, order = _subject_rows(self.session, self.context)
+        link: dict = {}
+        if step.get("payment_link"):
+            found = self._payment_link(order)
+            if found is None:
+                return self._without_payment_link(step, index, order)
+            link, source = found
+            self.context.pop("payment_link_missing_since", None)
+            self.gates.append({"gate": "payment_link", "source": source})
         self.gates.append({"gate": "flow_exits", "checked": sorted(self.definition.get("exit") or []), "met": None})
         recipient = self._recipient(step["channel"])
         subject = self.context.get("subject") or {}
         digest = hashlib.sha256((recipient or f"customer:{self.run.customer_id}").encode()).hexdigest()[:16]
         dedupe_key = (f"flow:{self.run.flow_id}:{step['id']}:{subject.get('type')}:{subject.get('id')}:"
                       f"{self.context.get('version')}:{digest}")
-        cart, order = _subject_rows(self.session, self.context)
-        message_context = {"flow_id": self.run.flow_id, "flow_run_id": self.run.id, "step": step["id"],
+        message_context = {**link, "flow_id": self.run.flow_id, "flow_run_id": self.run.id, "step": step["id"],
                            "cart_id": cart.id if cart else None, "order_id": order.id if order else None,
                            "recovery_url": cart.recovery_url if cart else None,
                            "coupon_code": self.context.get("coupon_code"),
@@ -771,6 +809,36 @@ class _Advance:
         self.follow(index)
         return "continue"
 
+    def _payment_link(self, order: Order | None) -> tuple[dict, str] | None:
+        """The link the live store gives for paying `order` now, else its status page; read moments ago, so fresh."""
+        if order is None or not isinstance(self.live, LiveState):
+            return None
+        fresh = next((o for o in self.live.orders if o.platform_id == order.platform_id), None)
+        if fresh is not None and fresh.payment_url:
+            return {"payment_url": fresh.payment_url}, "store_payment_page"
+        if fresh is not None and fresh.status_url:
+            return {"order_status_url": fresh.status_url}, "order_status_page"
+        return None
+
+    def _without_payment_link(self, step: dict, index: int, order: Order | None) -> str:
+        """The store gave no link to pay with: wait for one (it may not exist yet) rather than send a message
+        whose link leads nowhere; after LIVE_GIVE_UP the step is skipped, never sent without it."""
+        if order is None:
+            self.decide("send_skipped_no_order", step)
+            self.follow(index)
+            return "continue"
+        first = self.context.get("payment_link_missing_since")
+        first_at = dt.datetime.fromisoformat(first) if first else self.now
+        if self.now - first_at >= LIVE_GIVE_UP:
+            self.context.pop("payment_link_missing_since", None)
+            self.decide("send_skipped_no_payment_link", step, order_id=order.id, missing_since=first_at.isoformat())
+            self.follow(index)
+            return "continue"
+        self.context["payment_link_missing_since"] = first_at.isoformat()
+        self.decide("postponed_no_payment_link", step, order_id=order.id)
+        self.run.state, self.run.due_at = "waiting", self.now + LIVE_RETRY
+        return "stop"
+
     def _recipient(self, channel: str) -> str | None:
         cart, _ = _subject_rows(self.session, self.context)
         if channel == "email":
@@ -784,19 +852,17 @@ class _Advance:
         return locale if locale in LOCALES else (self.shop.locale if self.shop.locale in LOCALES else "en")
 
     def step_tag(self, step: dict, index: int) -> str:
-        if step.get("add"):  # written with the batch's other links, before anything reads tags again
-            self.book.add_tag(self.run.customer_id, step["add"], self.now)
+        """Tags change as by hand (app.automations.tags): names in any case, and `tag_added` / `tag_removed`
+        signalled when the customer's tags really changed, so tag-triggered flows start from flows too."""
+        if step.get("add"):  # written with the batch's other links (and their signals), before tags are read again
+            self.book.add_tag(self.run.customer_id, step["add"], self.now, flow_id=self.run.flow_id)
             self.decide("tag_added", step, tag=step["add"])
         if step.get("remove"):
             self.book.settle()
-            tag = self.session.scalars(select(Tag).where(Tag.shop_id == self.shop.id, Tag.name == step["remove"])).first()
-            if tag is not None:
-                for link in self.session.scalars(select(CustomerTag).where(
-                        CustomerTag.shop_id == self.shop.id, CustomerTag.customer_id == self.run.customer_id,
-                        CustomerTag.tag_id == tag.id)):
-                    self.session.delete(link)
-                self.book.forget_tags()
-            self.decide("tag_removed", step, tag=step["remove"])
+            removed = remove_tag(self.session, self.shop.id, self.run.customer_id, step["remove"], source="flow",
+                                 flow_id=self.run.flow_id, now=self.now)
+            self.book.forget_tags()
+            self.decide("tag_removed", step, tag=step["remove"], had_it=removed)
         self.book.refresh_ids.add(self.run.customer_id)  # "has tag" segments, re-checked before the next read
         self.book.now = self.now
         self.follow(index)
@@ -859,12 +925,6 @@ class _Advance:
 
 def _finish(session: Session, run: FlowRun, state: str, reason: str | None, now: dt.datetime) -> None:
     run.state, run.exit_reason, run.finished_at, run.due_at = state, reason, now, None
-
-
-def _tag_id(session: Session, shop_id: int, name: str) -> int:
-    session.execute(_insert(session, Tag.__table__).values(shop_id=shop_id, name=name)
-                    .on_conflict_do_nothing(index_elements=["shop_id", "name"]))
-    return session.scalars(select(Tag.id).where(Tag.shop_id == shop_id, Tag.name == name)).one()
 
 
 @job_kind("automations.call_webhook", max_attempts=6)

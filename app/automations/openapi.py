@@ -7,11 +7,17 @@ _FLOW = {"type": "object", "properties": {
     "updated_at": {"type": "string", "format": "date-time"}}}
 _DEFINITION = {"type": "object", "required": ["trigger", "steps"], "properties": {
     "trigger": {"type": "string", "description": "a signal kind, e.g. cart_abandoned, order_placed, order_paid"},
+    "segment": {"type": ["integer", "string"], "description": (
+        "for segment_entered / segment_left: the segment's id or name; stored as its id, so renaming the segment "
+        "keeps the flow working (so are segment names in conditions on customer.segments)")},
     "audience": {"type": "object", "description": "a condition: {field, op, value} or {all|any: [...]} or {not: ...}"},
     "exit": {"type": "array", "items": {"enum": ["purchased", "unsubscribed", "cart_emptied", "order_paid", "order_cancelled"]}},
     "reentry": {"enum": ["skip", "restart", "parallel"]},
     "steps": {"type": "array", "items": {"type": "object", "required": ["id", "type"], "properties": {
-        "id": {"type": "string"}, "type": {"enum": ["wait", "condition", "send", "tag", "coupon", "webhook", "sunset"]}}}}}}
+        "id": {"type": "string"}, "type": {"enum": ["wait", "condition", "send", "tag", "coupon", "webhook", "sunset"]},
+        "payment_link": {"type": "boolean", "description": (
+            "send steps: carry the order's payment link as the live store gives it at send time (or its status "
+            "page); without one the step waits up to 48 h and is then skipped, never sent with a dead link")}}}}}}
 _PROBLEMS = {"type": "object", "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "string"}}}}
 
 
@@ -21,6 +27,14 @@ def _op(summary: str, *, body: str | None = None, answer: dict | None = None, st
                                      "401": {"description": "missing, unknown or revoked API token"}}}
     if body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    return operation
+
+
+def _enable() -> dict:
+    operation = _op("Switch the flow on (refused with 422 when a segment it names no longer exists)",
+                    answer={"$ref": "#/components/schemas/Flow"})
+    operation["responses"]["422"] = {"description": "the flow names a segment the shop no longer has",
+                                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problems"}}}}
     return operation
 
 
@@ -55,13 +69,14 @@ def openapi_document() -> dict:
                        "post": _op("Create a flow from a definition or a ready flow of the library", body="FlowCreate",
                                    answer=flow, status="201")},
             "/flow-library": {"get": _op("The ready flows a shop can switch on")},
-            "/flows/validate": {"post": _op("Validate a definition without saving it", body="DefinitionBody")},
+            "/flows/validate": {"post": _op("Validate a definition (and the segments it names) without saving it",
+                                            body="DefinitionBody")},
             "/flows/preview": {"post": _op("What a definition would have done over the last 30 days; sends nothing",
                                            body="DefinitionBody")},
             "/flows/{flow_id}": {"parameters": _flow_id(), "get": _op("One flow", answer=flow),
                                  "put": _op("Publish a new version (runs in flight keep theirs)", body="DefinitionBody",
                                             answer=flow)},
-            "/flows/{flow_id}/enable": {"parameters": _flow_id(), "post": _op("Switch the flow on", answer=flow)},
+            "/flows/{flow_id}/enable": {"parameters": _flow_id(), "post": _enable()},
             "/flows/{flow_id}/disable": {"parameters": _flow_id(), "post": _op("Switch the flow off", answer=flow)},
             "/flows/{flow_id}/preview": {"parameters": _flow_id(), "post": _op("Preview a saved flow over the last 30 days")},
             "/events": {"post": _op("Record a custom event (a signal flows can start on)", body="Event", status="202")},

@@ -14,6 +14,7 @@ and leaving emit `segment_entered` / `segment_left`, which flows can start on.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -429,27 +430,168 @@ def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int
     return changed
 
 
-def segment_names(session: Session, shop_id: int, customer_id: int) -> list[str]:
-    """The enabled segments a customer is in now (the fact `customer.segments` of flow conditions)."""
-    return list(session.scalars(select(segments.c.name).join(members, and_(
-        members.c.shop_id == segments.c.shop_id, members.c.segment_id == segments.c.id)).where(
-        members.c.shop_id == shop_id, members.c.customer_id == customer_id, segments.c.enabled.is_(True))
-        .order_by(segments.c.name)))
+def segment_names(session: Session, shop_id: int, customer_id: int) -> list[int | str]:
+    """The enabled segments a customer is in now, by id and by name (the fact `customer.segments` of flow
+    conditions): flows store ids (`bind_segments`), definitions written before that named them."""
+    return segment_names_of(session, shop_id, [customer_id]).get(customer_id, [])
 
 
-def segment_names_of(session: Session, shop_id: int, customer_ids: Iterable[int]) -> dict[int, list[str]]:
-    """`segment_names` for many customers in one query: customer id -> names (customers in none are absent)."""
+def segment_names_of(session: Session, shop_id: int, customer_ids: Iterable[int]) -> dict[int, list[int | str]]:
+    """`segment_names` for many customers in one query: customer id -> ids then names (customers in none are absent)."""
+    ids: dict[int, list[int]] = {}
     names: dict[int, list[str]] = {}
-    for customer_id, name in session.execute(select(members.c.customer_id, segments.c.name).join(segments, and_(
+    for customer_id, segment_id, name in session.execute(select(
+            members.c.customer_id, segments.c.id, segments.c.name).join(segments, and_(
             members.c.shop_id == segments.c.shop_id, members.c.segment_id == segments.c.id)).where(
             members.c.shop_id == shop_id, members.c.customer_id.in_(set(customer_ids)), segments.c.enabled.is_(True))
             .order_by(members.c.customer_id, segments.c.name)):
+        ids.setdefault(customer_id, []).append(segment_id)
         names.setdefault(customer_id, []).append(name)
-    return names
+    return {customer_id: sorted(ids[customer_id]) + names[customer_id] for customer_id in ids}
+
+
+# --- flows that name segments ----------------------------------------------------------------------------------
+
+SEGMENT_FIELD = "customer.segments"
+
+
+def _conditions(definition: dict) -> Iterable[dict]:
+    """Every leaf condition of the audience and of the condition steps."""
+    todo = [definition.get("audience")] + [step.get("if") for step in definition.get("steps") or []
+                                           if isinstance(step, dict)]
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, dict):
+            continue
+        if "all" in node or "any" in node:
+            todo += list(node.get("all") or node.get("any") or [])
+        elif "not" in node:
+            todo.append(node["not"])
+        else:
+            yield node
+
+
+def bind_segments(session: Session, shop_id: int, definition: dict) -> tuple[dict, list[str]]:
+    """The definition with every segment it names (the segment_entered/left trigger's `segment`, the values of
+    conditions on `customer.segments`) replaced by the segment's id, so renaming a segment never silently
+    unhooks a flow; and the problems (a name or id the shop has no segment for)."""
+    definition = copy.deepcopy(definition)
+    by_name = dict(session.execute(select(segments.c.name, segments.c.id).where(segments.c.shop_id == shop_id)).all())
+    known = set(by_name.values())
+    problems: list[str] = []
+
+    def bind(value: Any, where: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            problems.append(f"{where}: a segment is named by its name or its id")
+        elif isinstance(value, int) and value not in known:
+            problems.append(f"{where}: no segment with id {value}")
+        elif isinstance(value, str) and value not in by_name:
+            problems.append(f"{where}: no segment named {value!r}")
+        elif isinstance(value, str):
+            return by_name[value]
+        return value
+
+    if definition.get("trigger") in SEGMENT_SIGNALS and "segment" in definition:
+        definition["segment"] = bind(definition["segment"], "segment")
+    for condition in _conditions(definition):
+        if condition.get("field") == SEGMENT_FIELD and condition.get("op", "eq") != "exists":
+            value = condition.get("value")
+            where = f"condition on {SEGMENT_FIELD}"
+            condition["value"] = [bind(v, where) for v in value] if isinstance(value, list) else bind(value, where)
+    return definition, problems
+
+
+def _names(value: Any, segment: Segment, by_name: bool = True) -> bool:
+    if isinstance(value, bool):
+        return False
+    return value == segment.id or (by_name and isinstance(value, str) and value == segment.name)
+
+
+def names_segment(definition: dict, segment: Segment, *, by_id: bool = True) -> bool:
+    """Does the flow definition reference this segment: by id, as `bind_segments` stores it, or by name, as
+    definitions stored before it did (only by name when `by_id` is False)?"""
+    def hit(value: Any) -> bool:
+        return _names(value, segment) if by_id else (isinstance(value, str) and value == segment.name)
+
+    if definition.get("trigger") in SEGMENT_SIGNALS and hit(definition.get("segment")):
+        return True
+    for condition in _conditions(definition):
+        if condition.get("field") == SEGMENT_FIELD:
+            value = condition.get("value")
+            if any(hit(v) for v in (value if isinstance(value, list) else [value])):
+                return True
+    return False
+
+
+def bind_stored_names(session: Session, segment: Segment) -> int:
+    """Before a rename: flows (and the versions runs are on) that still name the segment by its old name get its
+    id instead, so the rename cannot unhook them; returns how many definitions were rewritten."""
+    from app.models import Flow, FlowVersion
+
+    def swap(value: Any) -> Any:
+        return segment.id if isinstance(value, str) and value == segment.name else value
+
+    rewritten = 0
+    for model in (Flow, FlowVersion):
+        for row in session.scalars(select(model).where(model.shop_id == segment.shop_id)):
+            if not row.definition or not names_segment(row.definition, segment, by_id=False):
+                continue
+            definition = copy.deepcopy(row.definition)
+            if definition.get("trigger") in SEGMENT_SIGNALS:
+                definition["segment"] = swap(definition.get("segment"))
+            for condition in _conditions(definition):
+                if condition.get("field") == SEGMENT_FIELD:
+                    value = condition.get("value")
+                    condition["value"] = [swap(v) for v in value] if isinstance(value, list) else swap(value)
+            row.definition = definition
+            rewritten += 1
+    session.flush()
+    return rewritten
+
+
+class SegmentInUse(Exception):
+    """The segment is referenced by flows that are on, or by runs still in flight."""
+
+    def __init__(self, flows: list[dict]):
+        super().__init__(f"segment is used by {len(flows)} flow(s)")
+        self.flows = flows
+
+
+def flows_using(session: Session, segment: Segment) -> list[dict]:
+    """The flows a deletion would break: switched on and naming the segment, or with runs in flight on a
+    version that names it (a condition there would quietly turn false)."""
+    from app.models import Flow, FlowRun, FlowVersion
+
+    using: dict[int, dict] = {}
+    for flow in session.scalars(select(Flow).where(Flow.shop_id == segment.shop_id, Flow.enabled.is_(True))
+                                .order_by(Flow.id)):
+        if names_segment(flow.definition or {}, segment):
+            using[flow.id] = {"id": flow.id, "name": flow.name, "enabled": True, "runs_in_flight": False}
+    in_flight = session.execute(select(Flow.id, Flow.name, Flow.enabled, FlowVersion.definition).join(
+        FlowVersion, and_(FlowVersion.shop_id == Flow.shop_id, FlowVersion.flow_id == Flow.id)).where(
+        Flow.shop_id == segment.shop_id, exists().where(
+            FlowRun.shop_id == Flow.shop_id, FlowRun.flow_id == Flow.id, FlowRun.flow_version == FlowVersion.version,
+            FlowRun.state.in_(("waiting", "running")))).order_by(Flow.id))
+    for flow_id, name, enabled, definition in in_flight:
+        if names_segment(definition or {}, segment):
+            using.setdefault(flow_id, {"id": flow_id, "name": name, "enabled": enabled, "runs_in_flight": True})
+            using[flow_id]["runs_in_flight"] = True
+    return [using[key] for key in sorted(using)]
+
+
+def delete_segment(session: Session, segment: Segment) -> None:
+    """Delete the segment and its stored members; SegmentInUse (naming the flows) when a flow still needs it."""
+    using = flows_using(session, segment)
+    if using:
+        raise SegmentInUse(using)
+    session.execute(delete(members).where(members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id))
+    session.delete(segment)
+    session.flush()
 
 
 def trigger_matches(definition: dict, kind: str, payload: dict | None) -> bool:
-    """A `segment_entered`/`segment_left` flow starts only for its own segment (named, or by id)."""
+    """A `segment_entered`/`segment_left` flow starts only for its own segment (by id; by name in definitions
+    stored before flows were bound to ids)."""
     if kind not in SEGMENT_SIGNALS:
         return True
     wanted, payload = definition.get("segment"), payload or {}

@@ -5,8 +5,9 @@ from flask import abort, g, jsonify, request
 from sqlalchemy import select
 
 from app.automations.api import _body, _sessions, authenticated, automations_api
-from app.automations.segments import (InvalidSegment, count_matching, create_segment, describe_segment, members_page,
-                                      scope_for, set_segment_enabled, update_segment, validate_segment)
+from app.automations.segments import (InvalidSegment, SegmentInUse, bind_stored_names, count_matching, create_segment,
+                                      delete_segment, describe_segment, members_page, scope_for, set_segment_enabled,
+                                      update_segment, validate_segment)
 from app.automations.tags import InvalidTag, add_tag, remove_tag, tags_of
 from app.models import Customer, Segment
 
@@ -93,6 +94,8 @@ def edit_segment(segment_id: int):
             if name is not None:
                 if _name_taken(session, name, other_than=segment.id):
                     abort(409, description=f"a segment named {name!r} exists")
+                if name != segment.name:
+                    bind_stored_names(session, segment)  # flows stored before ids were used keep working
                 segment.name = name
             if "definition" in body:
                 update_segment(session, segment, body["definition"])
@@ -100,6 +103,19 @@ def edit_segment(segment_id: int):
             return jsonify(describe_segment(segment))
     except InvalidSegment as exc:
         return _invalid(exc)
+
+
+@automations_api.delete("/segments/<int:segment_id>")
+@authenticated
+def remove_segment(segment_id: int):
+    """Delete a segment and its members; 409 naming the flows that still use it (switch them off or edit them)."""
+    try:
+        with _sessions().begin() as session:
+            delete_segment(session, _segment(session, segment_id))
+    except SegmentInUse as exc:
+        return jsonify(error="segment_in_use", segment_id=segment_id, flows=exc.flows,
+                       message="flows that are on, or have runs in flight, use this segment"), 409
+    return "", 204
 
 
 @automations_api.post("/segments/<int:segment_id>/enable")
@@ -201,12 +217,21 @@ def openapi_paths() -> tuple[dict, dict]:
         "SegmentBody": {"type": "object", "properties": {
             "name": {"type": "string"}, "definition": {"$ref": "#/components/schemas/SegmentDefinition"}}},
         "TagBody": {"type": "object", "required": ["tag"], "properties": {"tag": {"type": "string"}}},
+        "SegmentInUse": {"type": "object", "properties": {
+            "error": {"const": "segment_in_use"}, "segment_id": {"type": "integer"}, "message": {"type": "string"},
+            "flows": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"}, "enabled": {"type": "boolean"},
+                "runs_in_flight": {"type": "boolean"}}}}}},
     }
     segment_id = [{"name": "segment_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     customer_id = [{"name": "customer_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     members = _op("Stored members by customer id (keyset pages)")
     members["parameters"] = [{"name": "after", "in": "query", "schema": {"type": "integer"}},
                              {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": PAGE_MAX}}]
+    remove = _op("Delete a segment and its stored members", status="204")
+    remove["responses"]["204"] = {"description": "deleted"}
+    remove["responses"]["409"] = {"description": "flows that are on, or have runs in flight, use the segment",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentInUse"}}}}
     untag = _op("Untag a customer (signals tag_removed)")
     untag["parameters"] = [{"name": "tag", "in": "query", "required": True, "schema": {"type": "string"}}]
     paths = {
@@ -215,7 +240,8 @@ def openapi_paths() -> tuple[dict, dict]:
         "/segments/validate": {"post": _op("Validate a segment definition; when valid, count who it holds for now",
                                            body="SegmentBody")},
         "/segments/{segment_id}": {"parameters": segment_id, "get": _op("One segment", answer=segment),
-                                   "put": _op("Rename or redefine a segment", body="SegmentBody", answer=segment)},
+                                   "put": _op("Rename or redefine a segment", body="SegmentBody", answer=segment),
+                                   "delete": remove},
         "/segments/{segment_id}/enable": {"parameters": segment_id,
                                           "post": _op("Keep the segment's members (refreshed by the clock)", answer=segment)},
         "/segments/{segment_id}/disable": {"parameters": segment_id,

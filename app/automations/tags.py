@@ -1,7 +1,8 @@
-"""Tags on customers, set by hand through the API (flows set theirs in a `tag` step); each change is a signal.
+"""Tags on customers, set by hand through the API or by a flow's `tag` step; each change is a signal.
 
 Tag names are matched without regard to case ("VIP" and "vip" are one tag to a shop owner); the first
-spelling used is the one kept.
+spelling used is the one kept. A change a flow made says so in its signal (`source: flow`, `flow_id`), so that
+flow is never started again by its own tag (app.automations.engine).
 """
 from __future__ import annotations
 
@@ -32,15 +33,30 @@ def _find(session: Session, shop_id: int, name: str) -> Tag | None:
                            .order_by(Tag.id).limit(1)).first()
 
 
-def add_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
-            now: dt.datetime | None = None) -> bool:
-    """Tag the customer; True when the tag is new to them (then `tag_added` is signalled)."""
-    name, now = tag_name(raw_name), now or utcnow()
+def ensure_tag(session: Session, shop_id: int, raw_name: str) -> Tag:
+    """The shop's tag of that name in any case, created when new (two workers creating it at once get one row)."""
+    name = tag_name(raw_name)
     tag = _find(session, shop_id, name)
     if tag is None:
-        tag = Tag(shop_id=shop_id, name=name)
-        session.add(tag)
-        session.flush()
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        session.execute(dialect_insert(Tag.__table__).values(shop_id=shop_id, name=name)
+                        .on_conflict_do_nothing(index_elements=["shop_id", "name"]))
+        tag = _find(session, shop_id, name)
+    return tag
+
+
+def signal_payload(tag: Tag, source: str, flow_id: int | None = None) -> dict:
+    return {"tag": tag.name, "source": source, **({"flow_id": flow_id} if flow_id is not None else {})}
+
+
+def add_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
+            flow_id: int | None = None, now: dt.datetime | None = None) -> bool:
+    """Tag the customer; True when the tag is new to them (then `tag_added` is signalled)."""
+    now = now or utcnow()
+    tag = ensure_tag(session, shop_id, raw_name)
     held = session.scalars(select(CustomerTag.id).where(CustomerTag.shop_id == shop_id, CustomerTag.customer_id == customer_id,
                                                         CustomerTag.tag_id == tag.id)).first()
     if held is not None:
@@ -48,13 +64,13 @@ def add_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, 
     session.add(CustomerTag(shop_id=shop_id, customer_id=customer_id, tag_id=tag.id, created_at=now))
     session.flush()
     emit_signal(session, shop_id, "tag_added", dedupe_key=f"tag_added:{customer_id}:{tag.id}:{now.timestamp()}",
-                customer_id=customer_id, subject=("customer", customer_id), payload={"tag": tag.name, "source": source},
+                customer_id=customer_id, subject=("customer", customer_id), payload=signal_payload(tag, source, flow_id),
                 now=now)
     return True
 
 
 def remove_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
-               now: dt.datetime | None = None) -> bool:
+               flow_id: int | None = None, now: dt.datetime | None = None) -> bool:
     """Untag the customer; True when they had the tag (then `tag_removed` is signalled)."""
     name, now = tag_name(raw_name), now or utcnow()
     tag = _find(session, shop_id, name)
@@ -66,7 +82,7 @@ def remove_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, 
     if not removed:
         return False
     emit_signal(session, shop_id, "tag_removed", dedupe_key=f"tag_removed:{customer_id}:{tag.id}:{now.timestamp()}",
-                customer_id=customer_id, subject=("customer", customer_id), payload={"tag": tag.name, "source": source},
+                customer_id=customer_id, subject=("customer", customer_id), payload=signal_payload(tag, source, flow_id),
                 now=now)
     return True
 

@@ -1,7 +1,8 @@
 """Send-time truth: re-read the live store before a recovery message, through one function per platform.
 
 A check answers what the store says *now* about a cart or an order: orders placed since the cart was
-last touched that match its token, email or phone, whether the checkout completed, whether an order is paid.
+last touched that match its token, email or phone, whether the checkout completed, whether an order is paid,
+and for an order the links the store gives for paying it (`StoreOrder.payment_url`, `status_url`).
 When the store cannot be asked, the check raises StoreUnreachable and the caller postpones; it never guesses.
 """
 from __future__ import annotations
@@ -103,8 +104,11 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
         who = [f"email:'{query.email}'"] if query.email else []
         who += [f"phone:'{query.phone}'"] if query.phone else []
         search = f"updated_at:>='{since}'" + (f" AND ({' OR '.join(who)})" if who else "")
-        order_query = queries.updated_since_query("OrdersUpdatedSince", "orders", queries.order_fields(client.api_version),
-                                                  sort_key="UPDATED_AT", lines=("lineItems", queries.ORDER_LINE_FIELDS))
+        fields = queries.order_fields(client.api_version)
+        if query.order_platform_id:  # a message about this order may carry its payment link
+            fields = f"{fields} {queries.ORDER_PAYMENT_FIELDS}"
+        order_query = queries.updated_since_query("OrdersUpdatedSince", "orders", fields, sort_key="UPDATED_AT",
+                                                  lines=("lineItems", queries.ORDER_LINE_FIELDS))
         orders: list[StoreOrder] = []
         partial: set[str] = set()
         variables: dict = {"first": 25, "after": None, "query": search, "lines": 20}
@@ -131,6 +135,10 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
 
 # --- WooCommerce -----------------------------------------------------------------------------------------
 
+# Read-only fields of a wc/v3 order: the "order-pay" link, and whether that page will take a payment now.
+PAYMENT_FIELDS = ("payment_url", "needs_payment")
+
+
 @register_truth_check("woocommerce")
 def woocommerce_live_state(sessions: sessionmaker[Session], settings: Settings, query: LiveQuery) -> LiveState:
     from app.models import Shop, utcnow
@@ -152,7 +160,7 @@ def woocommerce_live_state(sessions: sessionmaker[Session], settings: Settings, 
             if not needle:
                 continue
             params = {"search": needle, "modified_after": mapping.format_gmt(query.since), "dates_are_gmt": "true",
-                      "per_page": 50, "_fields": ",".join(ORDER_FIELDS)}
+                      "per_page": 50, "_fields": ",".join(ORDER_FIELDS + PAYMENT_FIELDS)}
             for index, payload in enumerate(client.iter_raw("orders", params, adaptive=False)):
                 if index >= 250:
                     break

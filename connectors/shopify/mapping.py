@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from connectors.errors import InvalidPayload
 from connectors.records import (
     Address, MarketingConsent, Money, StoreCart, StoreCartLine, StoreCustomer, StoreOrder, StoreOrderLine,
-    StoreProduct, StoreRefund, e164,
+    StoreProduct, StoreRefund, e164, web_url,
 )
 
 
@@ -304,6 +304,10 @@ def order_from_node(node: dict, lines: Iterable[dict] | None = None) -> StoreOrd
         shipping_address=_node_address(node.get("shippingAddress")),
         billing_address=_node_address(node.get("billingAddress")),
         lines=tuple(_node_order_line(line) for line in lines),
+        # Both only when the query asked (queries.ORDER_PAYMENT_FIELDS): the link Shopify gives for paying what
+        # is still owed, and the order status page.
+        payment_url=web_url((node.get("paymentCollectionDetails") or {}).get("additionalPaymentCollectionUrl")),
+        status_url=web_url(node.get("statusPageUrl")),
     )
 
 

@@ -17,6 +17,10 @@ def order_fields(api_version: str) -> str:
             f"shippingLine {{ title }} shippingAddress {_ADDRESS} billingAddress {_ADDRESS}")
 
 
+# What a customer needs to pay an order now (asked only when a message will carry it): Order.paymentCollectionDetails
+# .additionalPaymentCollectionUrl ("The URL to use for collecting an additional payment on the order", read_orders)
+# and Order.statusPageUrl (since 2024-10; protected customer data level 2, like the order's email and phone).
+ORDER_PAYMENT_FIELDS = "paymentCollectionDetails { additionalPaymentCollectionUrl } statusPageUrl"
 ORDER_LINE_FIELDS = (f"id name title quantity sku originalUnitPriceSet {_MONEY} "
                      f"discountAllocations {{ allocatedAmountSet {_MONEY} }} product {{ id }} variant {{ id }}")
 CUSTOMER_FIELDS = ("id firstName lastName locale updatedAt numberOfOrders amountSpent { amount currencyCode } "

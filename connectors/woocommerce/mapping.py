@@ -16,7 +16,7 @@ import phonenumbers
 from connectors.errors import InvalidPayload
 from connectors.records import (
     Address, Money, StoreCart, StoreCartLine, StoreCustomer, StoreOrder, StoreOrderLine, StoreProduct, StoreRefund,
-    e164,
+    e164, web_url,
 )
 
 # Statuses no customer message may ever be based on: unfinished block checkouts, admin drafts, the bin.
@@ -180,7 +180,22 @@ def order_from_payload(payload: Mapping[str, Any]) -> StoreOrder:
         shipping_address=_address(shipping), billing_address=_address(billing, email=billing.get("email")),
         lines=lines,
         discount_codes=tuple(str(c.get("code")).lower() for c in payload.get("coupon_lines") or [] if c.get("code")),
+        payment_url=web_url(payload.get("payment_url")) if _needs_payment(payload, status) else None,
     )
+
+
+# WooCommerce's own default for which statuses its "order-pay" page accepts (WC_Order::needs_payment, filter
+# woocommerce_valid_order_statuses_for_payment); used only when a store does not send `needs_payment`.
+PAYABLE_STATUSES = frozenset({"pending", "failed"})
+
+
+def _needs_payment(payload: Mapping[str, Any], status: str) -> bool:
+    """Will the order's `payment_url` take a payment? The store's own answer (`needs_payment`) when it gives one:
+    `payment_url` is sent for every order, but its page refuses an on-hold or paid order."""
+    needs = payload.get("needs_payment")
+    if isinstance(needs, bool):
+        return needs
+    return status in PAYABLE_STATUSES and not payload.get("date_paid_gmt")
 
 
 def is_unpaid(order: StoreOrder) -> bool:
