@@ -51,3 +51,13 @@ def expected_recent_big_spenders_or_vip(total: int) -> int:
     """How many of `fill_shop`'s customers bought within 30 days and spent over 2,000 PLN or are VIP."""
     return sum(1 for i in range(total) if i % 4 == 0 and i % 40 != 0 and i % 3 == 0
                and ((i % 5000 > 2000 and i % 10 != 0) or i % 50 == 0))
+
+
+def polish_shop_with_api_token(runtime) -> dict:
+    """A Polish shop (PLN, Europe/Warsaw) and the bearer header of an API token for it: {"id", "auth"}."""
+    from app.automations.api import issue_api_token
+    from tests.factories import make_shop
+
+    with runtime.sessions.begin() as session:
+        shop = make_shop(session, timezone="Europe/Warsaw", locale="pl", currency="PLN")
+        return {"id": shop.id, "auth": {"Authorization": f"Bearer {issue_api_token(session, shop.id, 'tests')}"}}

@@ -6,14 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from app.automations.api import issue_api_token
 from app.automations.segments import create_segment
 from app.automations.signals import emit_signal
 from app.automations.tags import add_tag
 from app.jobs.executors.local import LocalWorker
 from app.models import Cart, Message, Shop, utcnow
 from app.tenancy import shop_context
-from tests.factories import make_customer, make_shop
+from tests.factories import make_customer
+from tests.segments_kit import polish_shop_with_api_token
 
 DAY = dt.timedelta(days=1)
 VIP = {"rule": "has_tag", "tag": "VIP"}
@@ -27,9 +27,7 @@ def runtime(app):
 
 @pytest.fixture
 def shop(runtime):
-    with runtime.sessions.begin() as session:
-        shop = make_shop(session, timezone="Europe/Warsaw", locale="pl", currency="PLN")
-        return {"id": shop.id, "auth": {"Authorization": f"Bearer {issue_api_token(session, shop.id, 'tests')}"}}
+    return polish_shop_with_api_token(runtime)
 
 
 def customer(runtime, shop_id: int, email: str, *tags: str) -> int:

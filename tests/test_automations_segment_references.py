@@ -12,6 +12,7 @@ from app.jobs.executors.local import LocalWorker
 from app.models import Flow, FlowRun, FlowVersion, Message, SegmentMember, Shop, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_shop
+from tests.segments_kit import polish_shop_with_api_token
 
 VIP = {"rule": "has_tag", "tag": "VIP"}
 HELLO = {"id": "hello", "type": "send", "channel": "email", "kind": "promotional", "template": "vip_welcome_offer"}
@@ -24,9 +25,7 @@ def runtime(app):
 
 @pytest.fixture
 def shop(runtime):
-    with runtime.sessions.begin() as session:
-        shop = make_shop(session, timezone="Europe/Warsaw", locale="pl", currency="PLN")
-        return {"id": shop.id, "auth": {"Authorization": f"Bearer {issue_api_token(session, shop.id, 'tests')}"}}
+    return polish_shop_with_api_token(runtime)
 
 
 def work(runtime) -> None:
