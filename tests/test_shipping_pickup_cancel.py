@@ -200,7 +200,7 @@ def test_dpd_polska_pickup_is_cancelled_with_the_checksum_kept_from_its_request(
 
 # --- the migration ------------------------------------------------------------------------------------------------
 
-def test_migration_0015_adds_the_cancel_columns_and_documents_table_and_takes_them_away(database_url):
+def test_migration_0014_adds_the_cancel_columns_and_documents_table_and_takes_them_away(database_url):
     engine = make_engine(database_url)
     try:
         downgrade(engine, "0013")

@@ -3,15 +3,15 @@
 Every webhook inserts one inbound_events row; each index is one more B-tree page its commit writes. This one
 served no query (nor the shop's cascade delete) that the unique index does not.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-11-29 13:40:00
 """
 from alembic import op
 
 
-revision = '0016'
-down_revision = '0015'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
