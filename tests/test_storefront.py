@@ -7,6 +7,7 @@ import secrets
 import socket
 import time
 from decimal import Decimal
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -26,7 +27,7 @@ from app.models import (
     StorefrontEvent,
     StorefrontVisitor,
 )
-from app.storefront import cart_links, optin, ratelimit
+from app.storefront import cart_links, guard, optin, ratelimit
 from app.storefront.app_proxy import sign_proxy_query, verify_proxy_query
 from app.storefront.optin import confirmation_url
 from app.tenancy import shop_context
@@ -56,7 +57,7 @@ def served(make_settings, limits):
 
     app = create_app(make_settings(SHOPIFY_API_KEY="client-id", SHOPIFY_API_SECRET=SHOPIFY_SECRET, **limits))
     server = ServedApp(app)
-    server.runtime = app.extensions["companion"]
+    server.app, server.runtime = app, app.extensions["companion"]
     yield server
     server.close()
     server.runtime.close()
@@ -390,16 +391,23 @@ def test_when_redis_is_unreachable_events_are_still_accepted(make_settings):
 
 # --- carts and contacts -------------------------------------------------------------------------------------
 
+def link_params(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query))
+
+
 def test_a_woocommerce_cart_is_stored_with_its_lines_and_a_link_restoring_it(served, shop):
+    before = int(time.time())
     response = post(served, "cart", shop["key"], {"visitor_id": VISITOR, "cart": WOO_CART})
 
     assert response.status_code == 202
     [cart] = rows(served, shop["id"], Cart)
     assert (cart.platform_token, cart.source, cart.visitor_id, cart.currency, cart.total, cart.status) == (
         f"sc-{VISITOR}", "snippet", VISITOR, "PLN", Decimal("59.98"), "active")
-    signature = cart_links.sign(served.runtime.settings.secret_key, shop["key"], "12:2")
-    assert cart.recovery_url == f"{ORIGIN}/?store_companion_cart=12:2&store_companion_sig={signature}"
-    assert response.json()["recovery_url"] == cart.recovery_url
+    issued = int(link_params(cart.recovery_url)[cart_links.ISSUED_PARAM])
+    assert before <= issued <= time.time()  # dated when the cart was captured
+    signature = cart_links.sign(served.runtime.settings.secret_key, shop["key"], issued, 1, "12:2")
+    assert cart.recovery_url == (f"{ORIGIN}/?store_companion_cart=12:2&store_companion_issued={issued}"
+                                 f"&store_companion_lines=1&store_companion_sig={signature}")
     [line] = rows(served, shop["id"], CartLine)
     assert (line.product_platform_id, line.name, line.quantity, line.unit_price, line.sku) == ("12", "Kubek", 2, Decimal("29.99"), "MUG-1")
 
@@ -419,6 +427,45 @@ def test_a_shopify_cart_is_stored_under_its_cart_token_with_a_cart_permalink(ser
         "4001", "https://kubki.pl/products/mug?variant=4001", "https://cdn.shopify.com/mug.jpg")
 
 
+SHOPIFY_CART = {"token": "Z2NwLWV1cm9wZS13ZXN0NDowMUhN", "currency": "PLN", "total_price": 2999,
+                "items": [{"id": 4001, "variant_id": 4001, "product_id": 12, "title": "Kubek", "quantity": 1, "price": 2999}]}
+
+
+@pytest.mark.parametrize("platform", ["woocommerce", "shopify"])
+def test_the_answer_to_a_posted_cart_holds_no_recovery_link_so_nobody_can_have_a_cart_of_their_choosing_signed(
+        served, shop, shopify_shop, platform):
+    # The key is in every page of the shop and Origin is only a browser's promise: anyone can post any cart here.
+    key, origin, cart = ((shop["key"], ORIGIN, WOO_CART) if platform == "woocommerce"
+                         else (shopify_shop["key"], "https://kubki.pl", SHOPIFY_CART))
+
+    response = post(served, "cart", key, {"visitor_id": VISITOR, "cart": cart}, origin=origin)
+
+    assert response.status_code == 202
+    assert response.json() == {"status": "accepted"}
+    [stored] = rows(served, shop["id"] if platform == "woocommerce" else shopify_shop["id"], Cart)
+    assert stored.recovery_url  # kept for the shopper's own reminders
+
+
+def test_a_cart_link_is_signed_for_the_shop_key_as_stored_not_as_the_request_spelled_it(served, shop, monkeypatch):
+    # A database comparing keys without regard to case (MySQL's default collation) finds the shop for a key spelled
+    # otherwise; the plugin checks links against the key saved in its settings, the stored one.
+    spelled = shop["key"].swapcase()
+    assert spelled != shop["key"]
+    lookup = guard._ShopCache.get
+    monkeypatch.setattr(guard._ShopCache, "get", lambda cache, sessions, key: lookup(
+        cache, sessions, shop["key"] if key.casefold() == shop["key"].casefold() else key))
+
+    response = post(served, "cart", spelled, {"visitor_id": VISITOR, "cart": WOO_CART})
+
+    assert response.status_code == 202, response.text
+    [cart] = rows(served, shop["id"], Cart)
+    link, public = link_params(cart.recovery_url), cart_links.public_key(served.runtime.settings.secret_key)
+    signed = (int(link[cart_links.ISSUED_PARAM]), int(link[cart_links.LINES_PARAM]), link[cart_links.PARAM],
+              link[cart_links.SIGNATURE_PARAM])
+    assert cart_links.verify(public, shop["key"], *signed)
+    assert not cart_links.verify(public, spelled, *signed)
+
+
 def test_a_later_cart_replaces_the_lines_of_the_earlier_one(served, shop):
     post(served, "cart", shop["key"], {"visitor_id": VISITOR, "cart": WOO_CART})
     smaller = {**WOO_CART, "items": [{**WOO_CART["items"][0], "quantity": 1}],
@@ -428,6 +475,7 @@ def test_a_later_cart_replaces_the_lines_of_the_earlier_one(served, shop):
     [cart] = rows(served, shop["id"], Cart)
     assert cart.total == Decimal("29.99")
     assert [line.quantity for line in rows(served, shop["id"], CartLine)] == [1]
+    assert link_params(cart.recovery_url)[cart_links.PARAM] == "12:1"  # a fresh link, dated by the later cart
 
 
 def test_reaching_the_order_received_page_marks_the_visitors_cart_bought(served, shop):

@@ -6,7 +6,9 @@ Chromium skips these tests with the reason; under CI=true it is a failure (.ci/r
 from __future__ import annotations
 
 import socket
+import time
 from decimal import Decimal
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -100,8 +102,11 @@ def test_a_cart_built_in_the_browser_is_stored_with_its_recovery_link_and_the_ch
         assert cart.recovery_url == f"{site.origin}/cart/{PRODUCT['variant_id']}:1"
     else:
         lines = f"{PRODUCT['product_id']}:1"
-        assert cart.recovery_url == (f"{site.origin}/?store_companion_cart={lines}&store_companion_sig="
-                                     + cart_links.sign(service.runtime.settings.secret_key, shop["key"], lines))
+        issued = int(dict(parse_qsl(urlsplit(cart.recovery_url).query))[cart_links.ISSUED_PARAM])
+        assert abs(time.time() - issued) < 300  # dated when the cart was captured
+        assert cart.recovery_url == (f"{site.origin}/?store_companion_cart={lines}&store_companion_issued={issued}"
+                                     f"&store_companion_lines=1&store_companion_sig="
+                                     + cart_links.sign(service.runtime.settings.secret_key, shop["key"], issued, 1, lines))
     assert (customer.email, cart.customer_id, cart.email) == ("ana@example.com", customer.id, "ana@example.com")
     views = [e for e in held(service, shop["id"], StorefrontEvent) if e.kind == "product_view"]
     assert views[0].product_platform_id == str(PRODUCT["product_id"])

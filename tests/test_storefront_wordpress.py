@@ -4,6 +4,7 @@ render-blocking; serves the service worker on the shop's own domain; turns the s
 makes back into the same cart; and keeps its settings page to administrators."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -245,9 +246,11 @@ def shop(wordpress, service):
     return wordpress({"service_url": service.url, "public_key": KEY}, **CATALOGUE, **CURRENT_CART)
 
 
-def link_for(site: Site, shop_key: str = KEY, secret: str = SECRET, raw: dict = STORE_API_CART) -> str:
-    """The recovery link the service stores for this Store API cart (what POST /s/cart answers), as a path on `site`."""
-    url = woocommerce_cart(raw, site.url, VISITOR, shop_key, secret).recovery_url
+def link_for(site: Site, shop_key: str = KEY, secret: str = SECRET, raw: dict = STORE_API_CART,
+             age: dt.timedelta = dt.timedelta(0)) -> str:
+    """The recovery link the service stores for this Store API cart when it is captured (`age` ago), as a path on `site`."""
+    captured = dt.datetime.now(dt.timezone.utc) - age
+    url = woocommerce_cart(raw, site.url, VISITOR, shop_key, secret, now=captured).recovery_url
     assert url.startswith(site.url + "/?")
     return url[len(site.url):]
 
@@ -256,29 +259,44 @@ def param(link: str, name: str) -> str:
     return dict(parse_qsl(urlsplit(link).query))[name]
 
 
+def signed_parts(link: str) -> tuple[int, int, str, str]:
+    """What cart_links.verify() takes after the shop key: issued-at, line count, lines, signature."""
+    return (int(param(link, cart_links.ISSUED_PARAM)), int(param(link, cart_links.LINES_PARAM)),
+            param(link, cart_links.PARAM), param(link, cart_links.SIGNATURE_PARAM))
+
+
 def with_param(link: str, name: str, value: str | None) -> str:
     pairs = [(k, v) for k, v in parse_qsl(urlsplit(link).query) if k != name] + ([(name, value)] if value is not None else [])
     return "/?" + "&".join(f"{k}={requests.utils.quote(v, safe=':,')}" for k, v in pairs)
 
 
-def test_the_link_the_service_makes_names_each_line_with_its_chosen_options():
-    link = woocommerce_cart(STORE_API_CART, "https://sklep.example.pl", VISITOR, KEY, SECRET).recovery_url
+def test_the_link_the_service_makes_names_each_line_with_its_chosen_options_and_when_it_was_made():
+    captured = dt.datetime(2026, 11, 29, 14, 0, tzinfo=dt.timezone.utc)
+    link = woocommerce_cart(STORE_API_CART, "https://sklep.example.pl", VISITOR, KEY, SECRET, now=captured).recovery_url
 
-    lines = param(link, cart_links.PARAM)
+    issued, count, lines, signature = signed_parts(link)
     assert lines == ("12:2,31:1:attribute_pa_size=XL:attribute_pa_color=Niebieski"
                      ":attribute_nadruk=Zosia%20%26%20Kot%3A%201%2F2")
-    assert cart_links.verify(cart_links.public_key(SECRET), KEY, lines, param(link, cart_links.SIGNATURE_PARAM))
-    assert not cart_links.verify(cart_links.public_key(SECRET), "pk_other", lines, param(link, cart_links.SIGNATURE_PARAM))
+    assert (issued, count) == (int(captured.timestamp()), 2)
+    assert cart_links.verify(cart_links.public_key(SECRET), KEY, issued, count, lines, signature)
+    assert not cart_links.verify(cart_links.public_key(SECRET), "pk_other", issued, count, lines, signature)
+    assert not cart_links.verify(cart_links.public_key(SECRET), KEY, issued + 86400, count, lines, signature)
 
 
-def test_a_cart_too_long_for_one_link_gets_a_signed_link_to_its_first_lines():
-    option = {"raw_attribute": "attribute_pa_kolor-nadruku", "attribute": "Kolor nadruku", "value": "Ciemnoniebieski " * 8}
-    items = [{**STORE_API_CART["items"][1], "id": 1000 + i, "variation": [option]} for i in range(100)]
-    link = woocommerce_cart({**STORE_API_CART, "items": items}, "https://sklep.example.pl", VISITOR, KEY, SECRET).recovery_url
+# A cart of 100 T-shirt variations whose long print colour was "any": far more than one link holds.
+LONG_OPTION = {"raw_attribute": "attribute_pa_kolor-nadruku", "attribute": "Kolor nadruku", "value": "Ciemnoniebieski " * 8}
+LONG_CART = {**STORE_API_CART, "items": [{**STORE_API_CART["items"][1], "id": 1000 + i, "variation": [LONG_OPTION]}
+                                         for i in range(100)]}
 
-    lines = param(link, cart_links.PARAM)
+
+def test_a_cart_too_long_for_one_link_gets_a_signed_link_to_its_first_lines_that_says_it_is_part_of_a_longer_cart():
+    link = woocommerce_cart(LONG_CART, "https://sklep.example.pl", VISITOR, KEY, SECRET).recovery_url
+
+    issued, count, lines, signature = signed_parts(link)
     assert len(link) <= 2048 and lines.startswith("1000:1:attribute_pa_kolor-nadruku=Ciemnoniebieski%20")
-    assert cart_links.verify(cart_links.public_key(SECRET), KEY, lines, param(link, cart_links.SIGNATURE_PARAM))
+    assert count == 100 and 0 < len(lines.split(",")) < 100
+    assert cart_links.verify(cart_links.public_key(SECRET), KEY, issued, count, lines, signature)
+    assert not cart_links.verify(cart_links.public_key(SECRET), KEY, issued, len(lines.split(",")), lines, signature)
 
 def test_a_signed_link_restores_exactly_the_left_cart_and_opens_the_checkout(shop):
     response = shop.get(link_for(shop) + "&utm_source=newsletter&utm_campaign=cart-1")
@@ -323,12 +341,26 @@ def _tampered(site: Site, case: str) -> str:
         return with_param(link, cart_links.SIGNATURE_PARAM, "!" * 86)
     if case == "old unsigned link":
         return "/?store_companion_cart=12:2,31:1"
+    if case == "issue time moved":
+        return with_param(link, cart_links.ISSUED_PARAM, str(int(param(link, cart_links.ISSUED_PARAM)) - 60))
+    if case == "no issue time":
+        return with_param(link, cart_links.ISSUED_PARAM, None)
+    if case == "line count changed":
+        return with_param(link, cart_links.LINES_PARAM, "3")
+    if case == "no line count":
+        return with_param(link, cart_links.LINES_PARAM, None)
+    if case == "undated link signed as before":
+        # What the service signed before links carried a time: the same key, over context, shop key and lines.
+        old = f"store-companion cart link v1\n{KEY}\n{lines}".encode()
+        return "/?" + "&".join(f"{k}={requests.utils.quote(v, safe=':,')}" for k, v in [
+            (cart_links.PARAM, lines), (cart_links.SIGNATURE_PARAM, cart_links._b64(cart_links._signing_key(SECRET).sign(old)))])
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["quantity raised", "variation swapped", "line added", "another shop's link",
                                   "signed by another service", "no signature", "signature cut short",
-                                  "signature not base64", "old unsigned link"])
+                                  "signature not base64", "old unsigned link", "issue time moved", "no issue time",
+                                  "line count changed", "no line count", "undated link signed as before"])
 def test_a_link_the_service_did_not_sign_for_this_shop_restores_nothing_and_leaves_the_cart_alone(shop, case):
     response = shop.get(_tampered(shop, case))
 
@@ -347,6 +379,42 @@ def test_a_product_gone_since_the_cart_was_left_is_skipped_and_the_visitor_sees_
 
     assert response.headers["Location"] == f"{site.url}/cart/"
     assert site.cart() == THE_LEFT_CART[1:]
+
+
+@pytest.mark.parametrize("age", [dt.timedelta(days=29, hours=23), -dt.timedelta(minutes=2)],
+                         ids=["made almost 30 days ago", "made 2 minutes ahead of the shop's clock"])
+def test_a_link_made_within_30_days_restores_the_cart(shop, age):
+    response = shop.get(link_for(shop, age=age))
+
+    assert response.headers["Location"] == f"{shop.url}/checkout/"
+    assert shop.cart() == THE_LEFT_CART
+
+
+@pytest.mark.parametrize("age", [dt.timedelta(days=30, minutes=5), dt.timedelta(days=400), -dt.timedelta(hours=1)],
+                         ids=["just over 30 days old", "a year old", "dated an hour in the future"])
+def test_a_link_older_than_30_days_or_from_the_future_restores_nothing_and_opens_the_cart(shop, service, age):
+    response = shop.get(link_for(shop, age=age))
+
+    assert response.status_code == 302 and response.headers["Location"] == f"{shop.url}/cart/"
+    assert shop.calls("empty_cart") == [] and shop.calls("add_to_cart") == []
+    assert shop.cart() == [CURRENT_CART["cart"]["held"]]
+    assert service.asked == 0  # refused on its date alone, without asking the service for its key
+
+
+def test_a_link_to_the_first_lines_of_a_cart_too_long_for_it_restores_those_and_opens_the_cart_not_the_checkout(
+        wordpress, service):
+    variations = {str(1000 + i): {"type": "variation", "parent_id": 30, "attributes": {"attribute_pa_kolor-nadruku": ""}}
+                  for i in range(100)}
+    site = wordpress({"service_url": service.url, "public_key": KEY},
+                     **{**CATALOGUE, "products": {**CATALOGUE["products"], **variations}})
+    link = link_for(site, raw=LONG_CART)
+    in_link = len(param(link, cart_links.PARAM).split(","))
+
+    response = site.get(link)
+
+    assert response.headers["Location"] == f"{site.url}/cart/"
+    assert [item["variation_id"] for item in site.cart()] == list(range(1000, 1000 + in_link))
+    assert site.cart()[0]["variation"] == {"attribute_pa_kolor-nadruku": LONG_OPTION["value"]}
 
 
 def test_the_service_key_is_asked_for_once_and_a_forged_link_does_not_make_the_shop_ask_again(shop, service):
@@ -386,7 +454,7 @@ def database_url(sqlite_database_url) -> str:
     return sqlite_database_url
 
 
-def test_a_cart_the_snippet_posts_comes_back_whole_through_the_link_the_service_answers(wordpress, make_settings):
+def test_a_cart_the_snippet_posts_comes_back_whole_through_the_link_the_service_stores_for_it(wordpress, make_settings):
     from app import create_app
     from app.models import Cart
     from app.tenancy import shop_context
@@ -404,9 +472,9 @@ def test_a_cart_the_snippet_posts_comes_back_whole_through_the_link_the_service_
                                headers={"Origin": site.url, "Content-Type": "text/plain;charset=UTF-8"},
                                data=json.dumps({"visitor_id": VISITOR, "cart": STORE_API_CART}))
         assert posted.status_code == 202, posted.text
-        link = posted.json()["recovery_url"]
+        assert posted.json() == {"status": "accepted"}  # the link goes only into the shopper's own messages
         with companion.sessions() as session, shop_context(shop_id):
-            assert session.query(Cart).one().recovery_url == link
+            link = session.query(Cart).one().recovery_url
 
         response = requests.get(link, allow_redirects=False, timeout=10)
     finally:

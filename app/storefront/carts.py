@@ -7,6 +7,7 @@ that the WordPress plugin turns back into a cart, chosen variation options inclu
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 
@@ -86,7 +87,10 @@ def _chosen_options(line: dict) -> tuple[tuple[str, str], ...]:
     return tuple(options)
 
 
-def woocommerce_cart(raw: dict, origin: str, visitor_id: str, shop_key: str, secret_key: str) -> StoreCart:
+def woocommerce_cart(raw: dict, origin: str, visitor_id: str, shop_key: str, secret_key: str,
+                     now: dt.datetime | None = None) -> StoreCart:
+    """The Store API cart as a StoreCart, its recovery link signed for `shop_key` and dated `now` (the capture)."""
+    now = now or utcnow()
     totals = v.obj(raw, "totals", path="cart.totals")
     currency = _currency(totals.get("currency_code"), "cart.totals.currency_code")
     total = Money(_minor(totals.get("total_price", 0), _minor_unit(totals, "cart.totals.currency_minor_unit"),
@@ -117,9 +121,9 @@ def woocommerce_cart(raw: dict, origin: str, visitor_id: str, shop_key: str, sec
         link_lines.append(LinkLine(item_id, lines[-1].quantity, _chosen_options(line)))
     billing = raw.get("billing_address") if isinstance(raw.get("billing_address"), dict) else {}
     email = billing.get("email") if isinstance(billing.get("email"), str) and v.EMAIL.fullmatch(billing["email"]) else None
-    recovery = recovery_link(origin, shop_key, secret_key, link_lines) if link_lines else None
+    recovery = recovery_link(origin, shop_key, secret_key, link_lines, issued_at=now) if link_lines else None
     # The Store API has no public cart id; the visitor's id names their cart (one cart per browser).
-    return StoreCart(token=f"sc-{visitor_id}", currency=currency, total=total, updated_at=utcnow(), email=email,
+    return StoreCart(token=f"sc-{visitor_id}", currency=currency, total=total, updated_at=now, email=email,
                      recovery_url=recovery, lines=tuple(lines))
 
 

@@ -35,6 +35,7 @@ class StorefrontShop:
     """What the public endpoints may know of a shop: enough to route and check, no credentials."""
 
     id: int
+    public_key: str  # as stored: what cart recovery links are signed for
     platform: str
     domain: str
     locale: str
@@ -80,8 +81,8 @@ class _ShopCache:
             shop = session.scalars(select(Shop).where(Shop.public_key == public_key)).first()
             found = None
             if shop is not None and shop.status in ACCEPTING_STATUSES:
-                found = StorefrontShop(shop.id, shop.platform, shop.domain, shop.locale or "en", shop_hosts(shop),
-                                       dict(shop.settings or {}))
+                found = StorefrontShop(shop.id, shop.public_key, shop.platform, shop.domain, shop.locale or "en",
+                                       shop_hosts(shop), dict(shop.settings or {}))
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()

@@ -223,13 +223,14 @@ def cart(shop):
     if order_id is not None:
         with runtime().sessions.begin() as session, shop_context(shop.id):
             capture.complete_carts(session, visitor_id, order_id)
-        return _accepted(recovery_url=None)
+        return _accepted()
     record = storefront_cart(shop.platform, v.obj(body, "cart"), g.storefront_origin, visitor_id,
-                             request.args["k"], runtime().settings.secret_key)
+                             shop.public_key, runtime().settings.secret_key)
     with runtime().sessions.begin() as session, shop_context(shop.id):
-        held = capture.sync_cart(session, shop.id, visitor_id, record)
-        recovery_url = held.recovery_url if held is not None else None
-    return _accepted(recovery_url=recovery_url)
+        capture.sync_cart(session, shop.id, visitor_id, record)
+    # The recovery link stays with the cart, for the shopper's own reminders: this endpoint is public, and answering
+    # with it would sign any cart for whoever posts one (app/storefront/cart_links.py).
+    return _accepted()
 
 
 @storefront.route("/contact", methods=["POST", "OPTIONS"])

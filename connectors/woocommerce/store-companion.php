@@ -2,7 +2,7 @@
 /**
  * Plugin Name: Store Companion
  * Description: Loads the Store Companion storefront snippet with this shop's key, serves its web push service worker on the shop's own domain, and turns cart recovery links back into carts.
- * Version: 1.0.0
+ * Version: 1.1.0
  * Requires at least: 6.3
  * Requires PHP: 7.4
  * WC requires at least: 8.0
@@ -12,11 +12,13 @@
  * What it adds to the shop:
  *   - <script async src="SERVICE/s/snippet.js" data-key="KEY"> on every front-end page;
  *   - /?store_companion_sw=1 : the service worker (a stub that imports SERVICE/s/sw.js), scope "/";
- *   - /?store_companion_cart=ID:QTY,...&store_companion_sig=SIG : a cart recovery link the service signed for this
- *     shop (app/storefront/cart_links.py). It empties the visitor's cart, adds those products (simple products, or
- *     variations with the options chosen) and redirects to the checkout, or to the cart if something could not be
- *     added. A link the service did not sign for this shop key changes nothing and lands on the cart. The service's
- *     public key for these links is fetched once from SERVICE/s/cart-link-key and kept in an option.
+ *   - /?store_companion_cart=ID:QTY,...&store_companion_issued=T&store_companion_lines=N&store_companion_sig=SIG :
+ *     a cart recovery link the service signed for this shop at time T (app/storefront/cart_links.py). It empties the
+ *     visitor's cart, adds those products (simple products, or variations with the options chosen) and redirects to
+ *     the checkout; to the cart instead if something could not be added or the cart had more lines (N) than the
+ *     link holds. A link the service did not sign for this shop key, or older than 30 days, changes nothing and
+ *     lands on the cart. The service's public key for these links is fetched once from SERVICE/s/cart-link-key and
+ *     kept in an option.
  */
 
 defined( 'ABSPATH' ) || exit;
@@ -95,7 +97,11 @@ add_action(
 /* --- cart recovery links ------------------------------------------------------------------------------------------- */
 
 const STORE_COMPANION_LINK_KEY_OPTION = 'store_companion_link_key';
-const STORE_COMPANION_LINK_CONTEXT    = 'store-companion cart link v1';
+const STORE_COMPANION_LINK_CONTEXT    = 'store-companion cart link v2';
+// A link works for 30 days after the service made it (when the cart last changed): long after the last reminder,
+// short enough that a link passed around does not rewrite carts for ever. Clocks may differ by a few minutes.
+const STORE_COMPANION_LINK_MAX_AGE = 30 * DAY_IN_SECONDS;
+const STORE_COMPANION_LINK_SKEW    = 5 * MINUTE_IN_SECONDS;
 // Ed25519 sizes, spelled out: WordPress's sodium_compat fallback provides the functions on PHP builds without ext-sodium.
 const STORE_COMPANION_KEY_BYTES       = 32;
 const STORE_COMPANION_SIGNATURE_BYTES = 64;
@@ -136,14 +142,22 @@ function store_companion_base64url_decode( $text ) {
 	return base64_decode( strtr( $text, '-_', '+/' ) . str_repeat( '=', ( 4 - strlen( $text ) % 4 ) % 4 ), true );
 }
 
-/** Whether the service signed exactly these lines for this shop (app/storefront/cart_links.py makes the links). */
-function store_companion_link_is_signed( $lines, $signature ) {
+/** Whether a link made at $issued (seconds since 1970) may still be used at $now: not too old, not from the future. */
+function store_companion_link_is_current( $issued, $now ) {
+	return $issued >= $now - STORE_COMPANION_LINK_MAX_AGE && $issued <= $now + STORE_COMPANION_LINK_SKEW;
+}
+
+/**
+ * Whether the service signed exactly these lines, this time and this line count for this shop
+ * (app/storefront/cart_links.py makes the links). $issued and $count are the digits as sent.
+ */
+function store_companion_link_is_signed( $lines, $issued, $count, $signature ) {
 	$settings  = store_companion_settings();
 	$signature = store_companion_base64url_decode( $signature );
 	if ( false === $signature || STORE_COMPANION_SIGNATURE_BYTES !== strlen( $signature ) ) {
 		return false;
 	}
-	$message = STORE_COMPANION_LINK_CONTEXT . "\n" . $settings['public_key'] . "\n" . $lines;
+	$message = STORE_COMPANION_LINK_CONTEXT . "\n" . $settings['public_key'] . "\n" . $issued . "\n" . $count . "\n" . $lines;
 	foreach ( array( false, true ) as $refresh ) {
 		$key = store_companion_base64url_decode( store_companion_link_key( $refresh ) );
 		if ( $key && STORE_COMPANION_KEY_BYTES === strlen( $key ) && sodium_crypto_sign_verify_detached( $signature, $message, $key ) ) {
@@ -203,8 +217,17 @@ add_action(
 		}
 		// Checked as sent: sanitize_text_field() would strip the percent-encoded options the signature covers.
 		$lines     = is_string( $_GET['store_companion_cart'] ) ? wp_unslash( $_GET['store_companion_cart'] ) : '';
+		$issued    = isset( $_GET['store_companion_issued'] ) && is_string( $_GET['store_companion_issued'] ) ? wp_unslash( $_GET['store_companion_issued'] ) : '';
+		$count     = isset( $_GET['store_companion_lines'] ) && is_string( $_GET['store_companion_lines'] ) ? wp_unslash( $_GET['store_companion_lines'] ) : '';
 		$signature = isset( $_GET['store_companion_sig'] ) && is_string( $_GET['store_companion_sig'] ) ? wp_unslash( $_GET['store_companion_sig'] ) : '';
-		$parsed    = strlen( $lines ) <= 4096 && store_companion_link_is_signed( $lines, $signature ) ? store_companion_parse_lines( $lines ) : null;
+		// The cheap checks first: an expired or malformed link is refused without asking the service for its key.
+		$parsed = null;
+		if ( strlen( $lines ) <= 4096 && preg_match( '/^[0-9]{1,12}$/', $issued ) && preg_match( '/^[1-9][0-9]{0,4}$/', $count )
+			&& store_companion_link_is_current( (int) $issued, time() )
+			&& store_companion_link_is_signed( $lines, $issued, $count, $signature ) ) {
+			$parsed = store_companion_parse_lines( $lines );
+			$parsed = $parsed && count( $parsed ) <= (int) $count ? $parsed : null;
+		}
 
 		$restored = 0;
 		if ( $parsed ) {
@@ -234,9 +257,10 @@ add_action(
 			}
 		}
 		// phpcs:enable
-		// The whole cart back: straight to the checkout. Part of it, or a link we did not sign (its visitor's cart is
-		// left as it was): to the cart, where they see what they have.
-		$whole = $parsed && count( $parsed ) === $restored;
+		// The whole cart back: straight to the checkout. Part of it (a product gone, or a cart longer than its link), or
+		// a link we did not sign or that expired (its visitor's cart is left as it was): to the cart, where they see
+		// what they have.
+		$whole = $parsed && count( $parsed ) === $restored && count( $parsed ) === (int) $count;
 		nocache_headers();
 		wp_safe_redirect( add_query_arg( $keep, $whole ? wc_get_checkout_url() : wc_get_cart_url() ) );
 		exit;
