@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
 import pytest
 from reportlab.pdfgen import canvas
@@ -945,6 +946,7 @@ class FakeDpdPolska(FakeCourier):
         self.pickup_calls: dict[str, dict] = {}
         self._pickup_numbers = itertools.count(1)
         self.protocols: list[list[str]] = []
+        self.protocol_ids: list[str] = []  # the next protocols' documentId, when a test wants a particular one
 
     def _pickup_call(self, call) -> Reply:
         """packagesPickupCallV4(dpdPickupParamsV3, authDataV1) → packagesPickupCallResponseV3 {checkSum,
@@ -999,7 +1001,8 @@ class FakeDpdPolska(FakeCourier):
             self.protocols.append(waybills)
             data = label_pdf([f"Protokol przekazania: {' '.join(waybills)}"], A4, "DPD")
             inner = (f"<documentData>{base64.b64encode(data).decode()}</documentData>"
-                     f"<documentId>PROT{len(self.protocols):06d}</documentId>"
+                     f"<documentId>{escape(self.protocol_ids.pop(0) if self.protocol_ids else f'PROT{len(self.protocols):06d}')}"
+                     "</documentId>"
                      "<session><statusInfo><status>OK</status></statusInfo></session>")
         return Reply(200, _soap_envelope("http://dpdservices.dpd.com.pl/", "generateProtocolV2", inner),
                      content_type="text/xml; charset=utf-8")

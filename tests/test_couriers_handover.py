@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 
 from connectors.couriers import (
-    REGISTRY, Capability, Cargus, CourierRefused, DpdPolska, InPost, PickupRequest, PickupResult, TokenCache,
-    Unsupported,
+    REGISTRY, STAFF_WAITING_RETRY, STAFF_WAITING_TIMEOUT, Capability, Cargus, CourierRefused, DpdPolska, InPost,
+    PickupRequest, PickupResult, RetryPolicy, TokenCache, Unsupported, decode_pdf,
 )
+from connectors.errors import InvalidPayload, TemporaryError
 from connectors.records import Address
 from tests.fake_couriers import (  # noqa: F401 (fixtures)
     A4, Sleeps, fake_cargus, fake_dpd_pl, fake_inpost, pdf_pages, pl_request, ro_request,
@@ -128,3 +129,51 @@ def test_dpd_polska_prints_the_handover_protocol_for_the_waybills(fake_dpd_pl):
 def test_dpd_polska_refuses_a_protocol_for_unknown_waybills(fake_dpd_pl):
     with pytest.raises(CourierRefused, match="NOT_FOUND"):
         dpd_pl(fake_dpd_pl).handover_document(["0000000000001Q"])
+
+
+# --- one base64 PDF check for every courier; retries that fit while staff wait ------------------------------------
+
+def test_a_base64_document_is_read_only_when_it_is_a_pdf():
+    import base64
+
+    assert decode_pdf(base64.b64encode(b"%PDF-1.4 x").decode(), "cargus borderou") == b"%PDF-1.4 x"
+    with pytest.raises(InvalidPayload, match="^cargus borderou: the answer is not base64$"):
+        decode_pdf("not base64!", "cargus borderou")
+    with pytest.raises(InvalidPayload, match="^dpd_pl protocol: the decoded answer is not a PDF$"):
+        decode_pdf(base64.b64encode(b"<html>").decode(), "dpd_pl protocol")
+
+
+class Clock:
+    """A clock that moves on by `step` seconds each time it is read (each attempt takes that long)."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 1000.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def printout_tries(fake, *, step: float, retry: RetryPolicy) -> int:
+    courier = InPost(fake.api_token, fake.organization_id, base_url=fake.url, sleep=Sleeps(), tokens=TokenCache(),
+                     retry=retry, timeout=STAFF_WAITING_TIMEOUT, clock=Clock(step))
+    shipment = courier.create_shipment(pl_request("ZAM-1"))
+    asked = courier.request_pickup(pickup(WAREHOUSE_PL, (shipment.shipment_id,)))
+    path = r"/v1/organizations/\d+/dispatch_orders/printouts"
+    fake.fail_next(503, path=path, times=10)
+    with pytest.raises(TemporaryError):
+        courier.handover_document([shipment], asked)
+    return len(fake.requests_to(path))
+
+
+def test_while_staff_wait_a_failed_call_is_tried_twice_at_most(fake_inpost):
+    assert printout_tries(fake_inpost, step=0.1, retry=STAFF_WAITING_RETRY) == 2
+
+
+def test_no_retry_is_started_that_could_outlast_the_budget(fake_inpost):
+    # the first attempt took 10 s: another one (up to 20 s of timeouts) would end past the 25 s budget
+    assert printout_tries(fake_inpost, step=10, retry=STAFF_WAITING_RETRY) == 1
+
+
+def test_background_calls_keep_every_attempt(fake_inpost):
+    assert printout_tries(fake_inpost, step=10, retry=RetryPolicy()) == 4

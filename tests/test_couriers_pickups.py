@@ -10,10 +10,10 @@ import pytest
 import xml.etree.ElementTree as ET
 
 from connectors.couriers import (
-    REGISTRY, Capability, Cargus, CourierRefused, DpdPolska, DpdRomania, FanCourier, InPost, PickupRequest,
-    PickupResult, TokenCache, Unsupported, make,
+    REGISTRY, Capability, Cargus, CourierRefused, DpdPolska, DpdRomania, FanCourier, InPost, PickupCancelDenied,
+    PickupRequest, PickupResult, TokenCache, Unsupported, make,
 )
-from connectors.errors import NotFound
+from connectors.errors import AmbiguousOutcome, NotFound
 from connectors.records import Address
 from tests.fake_couriers import (  # noqa: F401 (fixtures)
     Sleeps, fake_cargus, fake_dpd_pl, fake_dpd_ro, fake_fan, fake_inpost, pl_request, ro_request,
@@ -206,6 +206,7 @@ def test_dpd_polska_refuses_a_short_window_with_its_error_code(fake_dpd_pl):
         dpd_pl(fake_dpd_pl).request_pickup(pickup(WAREHOUSE_PL, ready_from=dt.time(15), ready_until=dt.time(16)))
 
     assert "VALIDATION_ERROR" in refused.value.errors and fake_dpd_pl.pickup_calls == {}
+    assert str(refused.value).count("BOK_WS_INCORRECT_PICKUP_TIME") == 1  # the courier's words, once
 
 
 # --- cancelling a pickup ------------------------------------------------------------------------------------------
@@ -275,8 +276,60 @@ def test_dpd_polska_denies_cancelling_once_the_courier_is_on_the_way(fake_dpd_pl
     asked = courier.request_pickup(pickup(WAREHOUSE_PL))
     fake_dpd_pl.pickup_calls[asked.pickup_id]["collected"] = True
 
-    with pytest.raises(CourierRefused, match="ORDER_CANCEL_DENIED"):
+    with pytest.raises(PickupCancelDenied, match="ORDER_CANCEL_DENIED") as denied:
         courier.cancel_pickup(asked)
+
+    assert str(denied.value) == f"dpd_pl did not cancel pickup call {asked.pickup_id} (ORDER_CANCEL_DENIED)"
+
+
+# --- a cancel whose answer was lost: sent once, so the outcome is reported as unknown -----------------------------
+
+def inpost(fake, **options) -> InPost:
+    return InPost(fake.api_token, fake.organization_id, base_url=fake.url, sleep=Sleeps(), tokens=TokenCache(),
+                  **options)
+
+
+def test_fan_courier_reports_a_lost_cancel_answer_as_ambiguous_and_then_no_longer_has_the_order(fake_fan):
+    courier = fan(fake_fan)
+    asked = courier.request_pickup(pickup())
+    fake_fan.fail_next(502, path="/order", after=True)
+
+    with pytest.raises(AmbiguousOutcome):
+        courier.cancel_pickup(asked)
+    with pytest.raises(NotFound):
+        courier.cancel_pickup(asked)
+
+    assert fake_fan.courier_orders[asked.pickup_id]["cancelled"]
+    assert len(fake_fan.requests_to("/order", "DELETE")) == 2  # one per call: the first was not replayed
+
+
+def test_inpost_reports_a_lost_cancel_answer_as_ambiguous_and_then_no_longer_has_the_order(fake_inpost):
+    courier = inpost(fake_inpost)
+    shipment = courier.create_shipment(pl_request("ZAM-1")).shipment_id
+    asked = courier.request_pickup(pickup(WAREHOUSE_PL, shipments=(shipment,)))
+    fake_inpost.slow_next(1.0, path=r"/v1/dispatch_orders/\d+")
+
+    with pytest.raises(AmbiguousOutcome):  # the read times out after ShipX deleted it
+        inpost(fake_inpost, timeout=(2.0, 0.2)).cancel_pickup(asked)
+    with pytest.raises(NotFound):
+        courier.cancel_pickup(asked)
+
+    assert fake_inpost.dispatch_orders[int(asked.pickup_id)]["status"] == "canceled"
+    assert len(fake_inpost.requests_to(r"/v1/dispatch_orders/\d+", "DELETE")) == 2
+
+
+def test_dpd_polska_reports_a_lost_cancel_answer_as_ambiguous_and_then_denies_cancelling_again(fake_dpd_pl):
+    courier = dpd_pl(fake_dpd_pl)
+    asked = courier.request_pickup(pickup(WAREHOUSE_PL))
+    fake_dpd_pl.fail_next(503, path="/packages", after=True)
+
+    with pytest.raises(AmbiguousOutcome):
+        courier.cancel_pickup(asked)
+    with pytest.raises(PickupCancelDenied):
+        courier.cancel_pickup(asked)
+
+    assert fake_dpd_pl.pickup_calls[asked.pickup_id]["cancelled"]
+    assert sum(b"<operationType>CANCEL</operationType>" in r.body for r in fake_dpd_pl.requests_to("/packages")) == 2
 
 
 @pytest.mark.parametrize("name", ["cargus", "dpd_ro", "sameday", "manual"])

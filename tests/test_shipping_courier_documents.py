@@ -104,3 +104,42 @@ def test_fan_courier_issues_none_and_our_handover_list_stays_the_document(client
 
     assert 'id="handover"' in page and 'id="courier-handover"' not in page
     assert answer.status_code == 409 and "hand the driver our handover list" in answer.get_data(as_text=True)
+
+
+def test_the_couriers_document_number_cannot_break_out_of_the_file_name(client, runtime, fake_dpd_pl):
+    shop_id, account_id, order_ids = open_dpd_pl_shop(runtime, fake_dpd_pl, orders=1)
+    _, batch_id = printed_batch(client, runtime, shop_id, account_id, order_ids)
+    fake_dpd_pl.protocol_ids.append('P/1"; filename="evil.exe')
+
+    answer = download(client, shop_id, batch_id)
+
+    assert answer.status_code == 200
+    assert answer.headers["Content-Disposition"] == \
+        f"attachment; filename=dpd_pl-handover-batch-{batch_id}-P_1_filename_evil.exe.pdf"
+    [kept] = documents(runtime, shop_id)
+    assert kept.reference == 'P/1"; filename="evil.exe'  # kept as the courier wrote it; only the name is made safe
+
+
+def test_a_failing_courier_is_asked_twice_at_most_while_staff_wait_for_the_printout(client, runtime, fake_inpost):
+    shop_id, account_id, order_ids = open_pl_shop(runtime, fake_inpost, orders=1)
+    csrf, batch_id = printed_batch(client, runtime, shop_id, account_id, order_ids)
+    ask(client, shop_id, batch_id, csrf)
+    path = r"/v1/organizations/\d+/dispatch_orders/printouts"
+    fake_inpost.fail_next(503, path=path, times=10)
+
+    answer = download(client, shop_id, batch_id)
+
+    assert answer.status_code == 502 and len(fake_inpost.requests_to(path)) == 2
+
+
+def test_a_rate_limited_courier_answers_503_with_its_retry_after(client, runtime, fake_inpost):
+    shop_id, account_id, order_ids = open_pl_shop(runtime, fake_inpost, orders=1)
+    csrf, batch_id = printed_batch(client, runtime, shop_id, account_id, order_ids)
+    ask(client, shop_id, batch_id, csrf)
+    path = r"/v1/organizations/\d+/dispatch_orders/printouts"
+    fake_inpost.fail_next(429, path=path, headers={"Retry-After": "20"}, times=10)
+
+    answer = download(client, shop_id, batch_id)
+
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "20"
+    assert len(fake_inpost.requests_to(path)) == 1 and documents(runtime, shop_id) == []

@@ -1,12 +1,15 @@
 """Requesting a courier pickup from the print station: one van per batch and day, the courier's number shown."""
 from __future__ import annotations
 
+import html
+
 import pytest
 from sqlalchemy import select
 
 from app.models import CourierPickup, LabelBatch, Shipment, Shop
 from app.shipping.warehouse import set_access_code
 from app.tenancy import shop_context
+from connectors.couriers import REGISTRY
 from tests.fake_couriers import fake_fan, fake_inpost  # noqa: F401 (fixtures)
 from tests.shipping_kit import manual_courier_batch, open_pl_shop, open_ro_shop, work
 from tests.test_shipping_warehouse import CODE, signed_in
@@ -113,6 +116,7 @@ def test_a_courier_without_pickup_requests_says_so_on_the_batch_page(client, run
     answer = ask(client, shop_id, batch_id, csrf)
 
     assert answer.status_code == 409 and "book the collection by phone" in answer.get_data(as_text=True)
+    assert REGISTRY["manual"].no_pickup_requests() in html.unescape(answer.get_data(as_text=True))  # worded once
     assert pickups(runtime, shop_id) == []
 
 

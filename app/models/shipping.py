@@ -128,7 +128,8 @@ class CourierPickup(TenantScoped, Base):
     ready_until: Mapped[str] = mapped_column(String(5))
     parcels: Mapped[int] = mapped_column(default=0)
     # requesting, requested, refused, unknown; then cancelling, cancelled (or back to requested when the courier
-    # would not call it off, with its reason in `message`)
+    # would not call it off, with its reason in `message`), or cancel_unknown when the cancel's answer was lost
+    # (settled by asking again, or by staff from the courier's panel)
     status: Mapped[str] = mapped_column(String(16), default="requesting")
     pickup_ref: Mapped[str | None] = mapped_column(String(64))  # the courier's order number
     courier_data: Mapped[dict | None] = mapped_column(JSON)  # what the courier needs besides the number to cancel it

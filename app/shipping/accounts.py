@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.crypto import Secret
 from app.models import CourierAccount, Order
 from app.shipping.addresses import address_from, e164_phone
-from connectors.couriers import REGISTRY, Courier, make
+from connectors.couriers import REGISTRY, STAFF_WAITING_RETRY, STAFF_WAITING_TIMEOUT, Courier, make
 from connectors.records import Address, Money, Parcel, ShipmentRequest
 
 # Where a customer follows a parcel; the store shows this link next to the number.
@@ -27,9 +27,15 @@ PAID_STATUSES = {"paid", "partially_refunded"}
 DEFAULT_PARCEL = {"weight_kg": "1"}
 
 
-def courier_for(account: CourierAccount) -> Courier:
-    """A client for this account; its settings (secret or not) are the account's encrypted credentials."""
+def courier_for(account: CourierAccount, *, staff_waiting: bool = False) -> Courier:
+    """A client for this account; its settings (secret or not) are the account's encrypted credentials.
+
+    `staff_waiting` for calls made inside a web request (pickups, handover printouts, cancels at the print
+    station): one retry at most and short timeouts, so the answer comes before gunicorn ends the worker (30 s).
+    """
     settings = account.credentials.reveal() if account.credentials is not None else {}
+    if staff_waiting:
+        settings = {**settings, "retry": STAFF_WAITING_RETRY, "timeout": STAFF_WAITING_TIMEOUT}
     return make(account.courier, **settings)
 
 

@@ -176,7 +176,7 @@ def confirm_shipments(ctx, batch_id: int) -> None:
         waiting = session.scalars(select(Shipment).where(
             Shipment.order_id.in_(order_ids), Shipment.courier_account_id == account.id,
             Shipment.status == "confirming")).all()
-        asked = {row.id: _as_result(row) for row in waiting}
+        asked = {row.id: as_result(row) for row in waiting}
     courier = courier_for(account)
     answers: dict[int, ShipmentResult] = {}
     for shipment_id, result in asked.items():
@@ -447,7 +447,7 @@ def batch_shipments(session: Session, account_id: int, order_ids: list[int]) -> 
     return [by_order[order_id] for order_id in order_ids if order_id in by_order]
 
 
-def _as_result(shipment: Shipment) -> ShipmentResult:
+def as_result(shipment: Shipment) -> ShipmentResult:
     label = LabelDocument(shipment.label, shipment.label_format or "pdf", "a6") if shipment.label else None
     return ShipmentResult(shipment.idempotency_key, tuple(shipment.tracking_numbers or ()), courier=shipment.courier,
                           shipment_id=shipment.shipment_ref, label=label,
@@ -462,9 +462,9 @@ def label_documents(courier, shipments: list[Shipment], label_format: str):
         if shipment.label and (shipment.label_format or "pdf") == label_format:
             segments.append(LabelDocument(shipment.label, label_format, "a6"))
         elif segments and isinstance(segments[-1], list) and len(segments[-1]) < LABELS_PER_CALL:
-            segments[-1].append(_as_result(shipment))
+            segments[-1].append(as_result(shipment))
         else:
-            segments.append([_as_result(shipment)])
+            segments.append([as_result(shipment)])
     calls = [segment for segment in segments if isinstance(segment, list)]
     if len(calls) <= 1:
         for segment in segments:

@@ -4,10 +4,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hmac
+import io
+import math
+import re
 import secrets
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, send_file, session, url_for
 from sqlalchemy import or_, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -16,16 +19,17 @@ from app.models import CourierAccount, CourierPickup, LabelBatch, Order, Shipmen
 from app.shipping.accounts import account_for_method, active_accounts, courier_for, is_cod, is_ready_to_ship, recipient_of
 from app.shipping.addresses import address_problems
 from app.shipping.pickups import (
-    NoCourierDocument, PickupNotCancelled, PickupNotPossible, can_cancel_pickup, can_request_pickup, cancel_pickup,
-    courier_document_offered, courier_handover, pickups_of, request_pickup,
+    CancelRefused, CancelUnconfirmed, CourierUnavailable, NoCourierDocument, PickupNotPossible, can_cancel_pickup,
+    can_request_pickup, cancel_pickup, courier_document_offered, courier_handover, pickups_of, request_pickup,
+    settle_cancel,
 )
 from app.shipping.batches import (
-    ENDED, PRINT_MEDIA, batch_shipments, create_batch, handover_lines, print_filename, retry_batch,
+    ENDED, PRINT_MEDIA, as_result, batch_shipments, create_batch, handover_lines, print_filename, retry_batch,
 )
 from app.storefront.ratelimit import count_hits
 from app.tenancy import shop_context
 from connectors.couriers import Capability, courier_class
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, RateLimited
 
 warehouse = Blueprint("warehouse", __name__, url_prefix="/warehouse", template_folder="templates",
                       static_folder="static", static_url_path="/static")
@@ -229,6 +233,7 @@ def batch_page(shop_id: int, batch_id: int):
                            pickups=pickups, can_pickup=can_request_pickup(account),
                            pickup_note=courier_class(account.courier).pickup_note if account else "",
                            cancellable={p.id for p in pickups if can_cancel_pickup(account, p)},
+                           settleable={p.id for p in pickups if p.status == "cancel_unknown"},
                            courier_document=courier_document_offered(account) and bool(shipments) and (
                                not needs_pickup or any(p.status == "requested" for p in pickups)),
                            tomorrow=(utcnow().astimezone(_zone(session_.get(Shop, shop_id))).date()
@@ -274,11 +279,25 @@ def courier_handover_document(shop_id: int, batch_id: int):
     except NoCourierDocument as exc:
         return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id), message=str(exc)), 409
     except ConnectorError as exc:
-        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
-                               message=f"The courier did not give its handover document: {exc}"), 502
-    name = f"{document.courier}-handover-batch-{batch_id}{'-' + document.reference if document.reference else ''}.pdf"
-    return Response(document.content, mimetype=document.media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        page = render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"The courier did not give its handover document: {exc}")
+        return _unavailable(page, exc)
+    return send_file(io.BytesIO(document.content), mimetype=document.media_type, as_attachment=True,
+                     download_name=courier_document_filename(document.courier, batch_id, document.reference))
+
+
+def courier_document_filename(courier: str, batch_id: int, reference: str | None) -> str:
+    """The download's file name; the courier's document number is its text, so only safe characters of it."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", reference or "").strip("._-")[:64]
+    return f"{re.sub(r'[^a-z0-9_]+', '_', courier)}-handover-batch-{batch_id}{'-' + safe if safe else ''}.pdf"
+
+
+def _unavailable(body, exc: ConnectorError, status: int = 502):
+    """A courier that failed while staff waited: 503 with Retry-After when it asked us to slow down, else 502."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, RateLimited) or retry_after is not None:
+        return body, 503, {"Retry-After": str(max(1, math.ceil(retry_after or 1)))}
+    return body, status
 
 
 def pickup_json(pickup: CourierPickup) -> dict:
@@ -321,13 +340,55 @@ def cancel_pickup_view(shop_id: int, pickup_id: int):
         pickup = cancel_pickup(session_, pickup, cancelled_by="warehouse")
     except PickupNotPossible as exc:
         if wants_json:
-            return _json_error(409, "not_cancellable", str(exc), pickup)
+            return _json_error(409, "not_cancellable", str(exc), session_.get(CourierPickup, pickup_id))
         return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id), message=str(exc)), 409
-    except PickupNotCancelled as exc:
+    except CancelRefused as exc:  # the courier read it and said no: the pickup stands
         if wants_json:
-            return _json_error(502, "courier_refused", str(exc), session_.get(CourierPickup, pickup_id))
+            return _json_error(409, "courier_refused", str(exc), exc.pickup)
         return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
-                               message=f"The courier did not cancel the pickup: {exc}"), 502
+                               message=f"The courier did not cancel the pickup: {exc}"), 409
+    except CancelUnconfirmed as exc:  # the courier's words cannot tell "too late" from "already done"
+        if wants_json:
+            return _json_error(409, "cancel_unconfirmed", str(exc), exc.pickup)
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"The courier's answer does not say whether the pickup is cancelled: {exc}"), 409
+    except CourierUnavailable as exc:  # not asked, or no clear answer: the row says which
+        if wants_json:
+            body, _ = _json_error(502, "courier_unavailable", str(exc), exc.pickup)
+            return _unavailable(body, exc)
+        page = render_template("warehouse/message.html", shop=session_.get(Shop, shop_id),
+                               message=f"The courier did not cancel the pickup: {exc}")
+        return _unavailable(page, exc)
+    if wants_json:
+        return jsonify({"pickup": pickup_json(pickup)})
+    return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch_id) + "#pickup", 303)
+
+
+@warehouse.route("/<int:shop_id>/pickups/<int:pickup_id>/settle", methods=["POST"])
+@warehouse.route("/<int:shop_id>/pickups/<int:pickup_id>/settle.json", methods=["POST"], endpoint="settle_pickup_json")
+@staff_only
+def settle_pickup_view(shop_id: int, pickup_id: int):
+    """Staff record what the courier's panel shows for a cancel whose outcome is unknown: `outcome` is
+    "cancelled" or "standing"."""
+    session_ = db()
+    wants_json = request.path.endswith(".json") or request.accept_mimetypes.best == "application/json"
+    pickup = session_.get(CourierPickup, pickup_id)
+    outcome = request.form.get("outcome")
+    if pickup is None:
+        if wants_json:
+            return _json_error(404, "not_found", f"no pickup {pickup_id} in this shop")
+        abort(404)
+    if outcome not in ("cancelled", "standing"):
+        if wants_json:
+            return _json_error(400, "bad_outcome", 'outcome is "cancelled" or "standing"', pickup)
+        abort(400, 'outcome is "cancelled" or "standing"')
+    batch_id = pickup.label_batch_id
+    try:
+        pickup = settle_cancel(session_, pickup, cancelled=outcome == "cancelled", settled_by="warehouse")
+    except PickupNotPossible as exc:
+        if wants_json:
+            return _json_error(409, "not_settleable", str(exc), session_.get(CourierPickup, pickup_id))
+        return render_template("warehouse/message.html", shop=session_.get(Shop, shop_id), message=str(exc)), 409
     if wants_json:
         return jsonify({"pickup": pickup_json(pickup)})
     return redirect(url_for("warehouse.batch_page", shop_id=shop_id, batch_id=batch_id) + "#pickup", 303)
@@ -360,8 +421,6 @@ def reprint(shop_id: int, shipment_id: int):
 @staff_only
 def cancel(shop_id: int, shipment_id: int):
     """Cancel at the courier (an 'unknown' one only here: staff checked the courier's panel); the order is printable again."""
-    from app.shipping.batches import _as_result
-
     session_ = db()
     shipment = session_.get(Shipment, shipment_id)
     if shipment is None:
@@ -369,8 +428,8 @@ def cancel(shop_id: int, shipment_id: int):
     account = session_.get(CourierAccount, shipment.courier_account_id) if shipment.courier_account_id else None
     back = request.form.get("back") or url_for("warehouse.orders", shop_id=shop_id)
     if shipment.status not in ("unknown", "creating") and account is not None:
-        courier = courier_for(account)
-        result = _as_result(shipment)
+        courier = courier_for(account, staff_waiting=True)
+        result = as_result(shipment)
         session_.rollback()  # no transaction (a write lock on SQLite) held across the courier call
         try:
             cancelled = courier.cancel(result) if courier.can(Capability.CANCEL) else True

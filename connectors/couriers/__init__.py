@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 from connectors.couriers.base import (
-    TERMINAL, Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupPoint, PickupRequest, PickupResult,
-    RetryPolicy, StatusMap, TokenCache, Unsupported, load_status_map,
+    STAFF_WAITING_RETRY, STAFF_WAITING_TIMEOUT, TERMINAL, Capability, Courier, CourierRefused, HandoverDocument,
+    LabelFormat, LabelSize, PickupCancelDenied, PickupPoint, PickupRequest, PickupResult, RetryPolicy, StatusMap,
+    TokenCache, Unsupported, decode_pdf, load_status_map,
 )
 from connectors.couriers.cargus import Cargus
 from connectors.couriers.dpd_polska import DpdPolska
@@ -44,6 +45,6 @@ def make(name: str, **settings) -> Courier:
 
 __all__ = [
     "Capability", "Cargus", "Courier", "CourierRefused", "DpdPolska", "DpdRomania", "FanCourier", "HandoverDocument", "InPost", "LabelFormat", "LabelSize",
-    "ManualCourier", "PickupPoint", "PickupRequest", "PickupResult", "REGISTRY", "RetryPolicy", "Sameday", "StatusMap", "TERMINAL", "TokenCache",
-    "Unsupported", "courier_class", "load_status_map", "make", "render_label",
+    "ManualCourier", "PickupCancelDenied", "PickupPoint", "PickupRequest", "PickupResult", "REGISTRY", "RetryPolicy", "STAFF_WAITING_RETRY", "STAFF_WAITING_TIMEOUT", "Sameday", "StatusMap", "TERMINAL", "TokenCache",
+    "Unsupported", "courier_class", "decode_pdf", "load_status_map", "make", "render_label",
 ]

@@ -1,6 +1,8 @@
 """The courier interface: declared capabilities, one retrying HTTP transport, per-account tokens, status maps in data."""
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import enum
 from concurrent.futures import ThreadPoolExecutor
@@ -82,8 +84,15 @@ class CourierRefused(ConnectorError):
     def __init__(self, message: str, errors: Mapping[str, Sequence[str]] | None = None, status: int | None = None):
         self.errors = {key: list(value) for key, value in (errors or {}).items()}
         self.status = status
-        detail = "; ".join(f"{key}: {' '.join(value)}" for key, value in self.errors.items())
+        detail = "; ".join(": ".join(part for part in (key, " ".join(value)) if part)
+                           for key, value in self.errors.items())
         super().__init__(f"{message}{' (' + detail + ')' if detail else ''}")
+
+
+class PickupCancelDenied(CourierRefused):
+    """The courier will not call a pickup order off and does not say why: the driver may be on the way, or the
+    order may already be called off (DPD Polska's ORDER_CANCEL_DENIED answers both). After an earlier attempt whose
+    answer was lost, only the courier's panel can tell which."""
 
 
 @dataclass(frozen=True)
@@ -255,9 +264,37 @@ class RetryPolicy:
     base_seconds: float = 0.5
     max_seconds: float = 30.0
     max_retry_after: float = 120.0  # a Retry-After longer than this is the caller's problem, not a sleep
+    # Seconds one logical call may take, waits and timeouts included: a retry that could outlast it is not
+    # started (someone is waiting on a web request). None: no budget (background jobs).
+    budget_seconds: float | None = None
 
     def delay(self, attempt: int) -> float:
         return jittered_delay(attempt, self.base_seconds, self.max_seconds)
+
+    def may_retry(self, elapsed: float, wait: float, timeout: float | tuple[float, float]) -> bool:
+        """Whether another attempt, after `wait` and taking at most `timeout`, still ends inside the budget."""
+        if self.budget_seconds is None:
+            return True
+        longest = sum(timeout) if isinstance(timeout, tuple) else timeout
+        return elapsed + wait + longest <= self.budget_seconds
+
+
+# While a member of staff waits on a web request (gunicorn ends a worker after 30 s): one retry at most, a short
+# read timeout, no long Retry-After sleep, and no retry that could not finish inside 25 s.
+STAFF_WAITING_RETRY = RetryPolicy(attempts=2, base_seconds=0.25, max_seconds=1.0, max_retry_after=2.0,
+                                  budget_seconds=25.0)
+STAFF_WAITING_TIMEOUT = (4.0, 16.0)  # (connect, read) seconds
+
+
+def decode_pdf(encoded: Any, what: str) -> bytes:
+    """A base64 PDF from a courier's answer (Cargus's documents, DPD Polska's protocol), checked to be one."""
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise InvalidPayload(f"{what}: the answer is not base64") from None
+    if not content.startswith(b"%PDF"):
+        raise InvalidPayload(f"{what}: the decoded answer is not a PDF")
+    return content
 
 
 def error_text(response: requests.Response, limit: int = 300) -> str:
@@ -547,13 +584,23 @@ class Courier:
             raise Unsupported(f"{self.name} cannot cancel shipments")
         return self._cancel(self._label_key(shipment))
 
+    @classmethod
+    def no_pickup_requests(cls) -> str:
+        """What staff are told when this courier takes no pickup requests through its API."""
+        return (f"{cls.name}: pickups cannot be requested through this courier's API; book the collection by phone "
+                f"or in the courier's own panel{' (' + cls.pickup_note + ')' if cls.pickup_note else ''}")
+
+    @classmethod
+    def no_pickup_cancel(cls) -> str:
+        """What staff are told when a pickup of this courier cannot be called off through its API."""
+        return (f"{cls.name}: a pickup cannot be called off through this courier's API; call the courier or use its "
+                f"own panel")
+
     def request_pickup(self, pickup: PickupRequest) -> PickupResult:
         """Order a courier to collect `pickup` (PICKUP_REQUEST). Not idempotent at any courier: callers record
         that they asked, under a unique key, before calling."""
         if not self.can(Capability.PICKUP_REQUEST):
-            raise Unsupported(f"{self.name}: pickups cannot be requested through this courier's API; "
-                              f"book the collection by phone or in the courier's own panel"
-                              f"{' (' + self.pickup_note + ')' if self.pickup_note else ''}")
+            raise Unsupported(self.no_pickup_requests())
         if pickup.ready_until <= pickup.ready_from:
             raise ValueError("the pickup window ends before it starts")
         return self._pickup(pickup)
@@ -563,11 +610,15 @@ class Courier:
 
     def cancel_pickup(self, pickup: PickupResult) -> None:
         """Call off a pickup `request_pickup` ordered (PICKUP_CANCEL). Returns once the courier cancelled it; raises
-        CourierRefused in the courier's own words when it will not (too late: the driver is on the way). Not
-        idempotent at every courier: callers record the cancellation and do not ask twice."""
+        CourierRefused in the courier's own words when it will not (too late: the driver is on the way),
+        PickupCancelDenied when its refusal may also mean "already called off", and NotFound when the courier has
+        no such live order (never had it, or it was called off already).
+
+        Sent once, never replayed after it may have reached the courier: a second try would be answered "not found"
+        or "denied" when the first one worked, so a lost answer raises AmbiguousOutcome instead and callers record
+        that the outcome is unknown (an earlier attempt may have reached the courier) before asking again."""
         if not self.can(Capability.PICKUP_CANCEL):
-            raise Unsupported(f"{self.name}: a pickup cannot be called off through this courier's API; "
-                              f"call the courier or use its own panel")
+            raise Unsupported(self.no_pickup_cancel())
         if not pickup.pickup_id:
             raise ValueError("cancelling a pickup needs the courier's pickup order number")
         self._cancel_pickup(pickup)
@@ -615,6 +666,7 @@ class Courier:
         raises AmbiguousOutcome rather than being sent again."""
         renewed = False
         attempt = 0
+        started = self._clock()
         url = url or f"{self.base_url}{path}"
         where = f"{self.name} {what}"
         while True:
@@ -660,7 +712,8 @@ class Courier:
                 else:
                     return response
             attempt += 1
-            if attempt >= self._retry.attempts:
+            if attempt >= self._retry.attempts or not self._retry.may_retry(self._clock() - started, wait,
+                                                                             self._timeout):
                 raise failure
             self._sleep(wait)
 

@@ -2,8 +2,6 @@
 tracking, delta events, Ship & Go points."""
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 from decimal import Decimal
@@ -14,7 +12,7 @@ import requests
 
 from connectors.couriers.base import (
     Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupPoint, PickupRequest,
-    PickupResult, error_text, load_status_map, number, split_street, tracking_result,
+    PickupResult, decode_pdf, error_text, load_status_map, number, split_street, tracking_result,
 )
 from connectors.errors import InvalidPayload
 from connectors.records import Address, LabelDocument, ShipmentRequest, ShipmentResult, TrackingEvent, TrackingResult
@@ -176,13 +174,7 @@ class Cargus(Courier):
         (endpoint in mynameisbogdan/urgentcargus-php; parameters as Cargus's OpenCart module sends them)."""
         response = self._call("GET", "/OrderDocuments", what=f"borderou of order {pickup.pickup_id}", idempotent=True,
                               params={"orderId": pickup.pickup_id, "docType": 0})
-        encoded = self._json(response, "borderou")
-        try:
-            content = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise InvalidPayload("cargus borderou: the answer is not base64") from None
-        if not content.startswith(b"%PDF"):
-            raise InvalidPayload("cargus borderou: the decoded answer is not a PDF")
+        content = decode_pdf(self._json(response, "borderou"), "cargus borderou")
         return HandoverDocument(content, "application/pdf", pickup.pickup_id)
 
     def _labels(self, keys: list[str], label_format: LabelFormat, size: LabelSize) -> LabelDocument:
@@ -190,13 +182,7 @@ class Cargus(Courier):
         response = self._call("GET", "/AwbDocuments", what=f"labels for {len(keys)} AWBs", idempotent=True,
                               params={"barCodes": json.dumps([int(k) if k.isdigit() else k for k in keys]),
                                       "type": "PDF", "format": 1, "printMainOnce": 1})
-        encoded = self._json(response, "labels")
-        try:
-            content = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise InvalidPayload("cargus labels: the answer is not base64") from None
-        if not content.startswith(b"%PDF"):
-            raise InvalidPayload("cargus labels: the decoded answer is not a PDF")
+        content = decode_pdf(self._json(response, "labels"), "cargus labels")
         return LabelDocument(content, "pdf", LabelSize.A6.value)  # not quite A6: the base fits it before use
 
     # --- tracking --------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import requests
 
 from connectors.couriers.base import (
-    Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupRequest, PickupResult,
-    load_status_map, tracking_result,
+    Capability, Courier, CourierRefused, HandoverDocument, LabelFormat, LabelSize, PickupCancelDenied, PickupRequest,
+    PickupResult, decode_pdf, load_status_map, tracking_result,
 )
 from connectors.errors import AuthError, ConnectorError, InvalidPayload
 from connectors.records import Address, LabelDocument, ShipmentRequest, ShipmentResult, TrackingEvent, TrackingResult
@@ -256,21 +256,22 @@ class DpdPolska(Courier):
         }
         status, words, returned = self._pickup_call(params, f"pickup call for {pickup.day}", idempotent=False)
         number_ = _child(returned, "orderNumber")
-        if status != "OK" or not number_:
-            raise CourierRefused(f"dpd_pl refused the pickup call: {status or 'no status'}"
-                                 f"{': ' + words if words else ''}", {status or "": [words or status]})
+        if status != "OK" or not number_:  # the courier's words follow once, from `errors`
+            raise CourierRefused("dpd_pl refused the pickup call", {status or "no status": [words] if words else []})
         return PickupResult(self.name, number_, {"orderNumber": number_, "status": status},
                             details={"checkSum": _child(returned, "checkSum")})
 
     def _cancel_pickup(self, pickup: PickupResult) -> None:
         """packagesPickupCallV4, operation CANCEL, with the order number and the checksum DPD gave with it;
-        ORDER_CANCEL_DENIED once the courier is on the way."""
+        ORDER_CANCEL_DENIED once the courier is on the way, and (as DPD documents no other status for it) for an
+        order already cancelled. Sent once: a replay of a cancel that worked would be denied."""
         params = {"checkSum": (pickup.details or {}).get("checkSum") or None, "operationType": "CANCEL",
                   "orderNumber": pickup.pickup_id, "orderType": "DOMESTIC"}
-        status, words, _ = self._pickup_call(params, f"cancel pickup call {pickup.pickup_id}", idempotent=True)
-        if status != "OK":
-            raise CourierRefused(f"dpd_pl did not cancel pickup call {pickup.pickup_id}: {status or 'no status'}"
-                                 f"{': ' + words if words else ''}", {status or "": [words or status]})
+        status, words, _ = self._pickup_call(params, f"cancel pickup call {pickup.pickup_id}", idempotent=False)
+        if status != "OK":  # the courier's words follow once, from `errors`
+            refusal = PickupCancelDenied if status == "ORDER_CANCEL_DENIED" else CourierRefused
+            raise refusal(f"dpd_pl did not cancel pickup call {pickup.pickup_id}",
+                          {status or "no status": [words] if words else []})
 
     def _handover(self, keys: list[str], pickup: PickupResult | None, sender: Address | None) -> HandoverDocument:
         """generateProtocolV2: the handover protocol ("protokół przekazania") for these waybills, an A4 PDF."""
@@ -286,12 +287,10 @@ class DpdPolska(Courier):
         answer = self._package_call("generateProtocolV2", {"dpdServicesParamsV1": params, "outputDocFormatV1": "PDF",
                                                            "outputDocPageFormatV1": "A4"},
                                     what=f"protocol for {len(keys)} waybills", idempotent=True)
-        try:
-            content = base64.b64decode(_text(answer, "documentData"), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidPayload("dpd_pl protocol: documentData is not base64") from None
-        if not content.startswith(b"%PDF"):
+        data = _text(answer, "documentData")
+        if not data:  # DPD answers no document with the session's status (NOT_FOUND: unknown waybills)
             raise CourierRefused(f"dpd_pl protocol: {_text(answer, 'status') or 'no document'}")
+        content = decode_pdf(data, "dpd_pl protocol")
         return HandoverDocument(content, "application/pdf", _text(answer, "documentId"))
 
     # --- tracking --------------------------------------------------------------------------------------------

@@ -207,8 +207,9 @@ class FanCourier(Courier):
         return PickupResult(self.name, str(order_id), answer)
 
     def _cancel_pickup(self, pickup: PickupResult) -> None:
-        """DELETE /order?clientId=&id= (daika7ana/fancourier-api-v2 DeleteCourierOrder)."""
-        response = self._call("DELETE", "/order", what=f"cancel courier order {pickup.pickup_id}", idempotent=True,
+        """DELETE /order?clientId=&id= (daika7ana/fancourier-api-v2 DeleteCourierOrder), sent once: FAN answers 404
+        for an order already deleted, so a replay after a lost answer would read as a refusal."""
+        response = self._call("DELETE", "/order", what=f"cancel courier order {pickup.pickup_id}", idempotent=False,
                               params={"clientId": self.client_id, "id": pickup.pickup_id})
         answer = self._json(response, "cancel courier order")
         if not isinstance(answer, dict) or answer.get("status") != "success":

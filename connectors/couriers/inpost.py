@@ -210,8 +210,9 @@ class InPost(Courier):
         return PickupResult(self.name, str(order["id"]), order)
 
     def _cancel_pickup(self, pickup: PickupResult) -> None:
-        """DELETE /v1/dispatch_orders/{id} (michalbiarda/shipx-php-sdk Method/DispatchOrder/Delete)."""
-        self._call("DELETE", f"/v1/dispatch_orders/{pickup.pickup_id}", idempotent=True,
+        """DELETE /v1/dispatch_orders/{id} (michalbiarda/shipx-php-sdk Method/DispatchOrder/Delete), sent once: ShipX
+        answers 404 for an order already deleted, so a replay after a lost answer would read as a refusal."""
+        self._call("DELETE", f"/v1/dispatch_orders/{pickup.pickup_id}", idempotent=False,
                    what=f"cancel dispatch order {pickup.pickup_id}")
 
     def _handover(self, keys: list[str], pickup: PickupResult | None, sender: Address | None) -> HandoverDocument:
