@@ -254,6 +254,8 @@ def test_checkouts_in_batches_get_the_same_carts_lines_and_signals(runtime, two_
     assert (carts["chk-1"]["status"], carts["chk-2"]["customer"], carts["chk-2"]["email"]) == ("active", "4001", "ana@example.ro")
     assert [line[1] for line in outcome["cart_lines"] if line[0] == "chk-2"] == [
         "Róża chk-2-3-0", "Róża chk-2-3-1", "Róża chk-2-3-2"]
+    assert (carts["chk-3"]["status"], carts["chk-4"]["status"]) == ("converted", "converted"), \
+        "a checkout first seen completed is converted, whether or not it names a customer"
 
 
 def product(platform_id: str, minutes: int, *, stock: str = "in_stock", price: str = "59.90") -> StoreProduct:

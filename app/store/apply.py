@@ -184,6 +184,8 @@ def apply_cart(session: Session, shop_id: int, record: StoreCart) -> Cart | None
 
 
 def _set_cart(cart: Cart, record: StoreCart, customer_id: int | None) -> None:
+    if cart.status is None:  # a new row: active until this record says otherwise (the column default comes at INSERT)
+        cart.status = "active"
     cart.customer_id = customer_id if customer_id is not None else cart.customer_id
     cart.email = record.email.lower() if record.email else cart.email
     cart.phone = record.phone or cart.phone
@@ -423,10 +425,6 @@ def _apply_cart_run(session: Session, shop_id: int, records: list[StoreCart]) ->
             cart = Cart(shop_id=shop_id, platform_token=record.token, currency=record.currency)
             session.add(cart)
         before = signals.cart_state(cart)
-        if cart.id is None and record.customer_platform_id:
-            # One by one, looking the customer up autoflushes the new cart, which gives it its default status
-            # before _set_cart's completed check; without a customer it has none yet. Kept so both paths agree.
-            cart.status = "active"
         _set_cart(cart, record, customers.get(record.customer_platform_id) if record.customer_platform_id else None)
         applied.append((record, cart, before))
     if not applied:
