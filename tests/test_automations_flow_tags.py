@@ -1,12 +1,16 @@
 """Tags set by a flow's tag step are signalled like tags set by hand, so tag-triggered flows start from flows too."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from app.automations.definitions import validate_definition
 from app.automations.engine import enqueue_signal_routing
 from app.automations.flows import create_flow
+from app.automations.segments import create_segment
 from app.automations.signals import emit_signal
 from app.automations.tags import add_tag, tags_of
 from app.jobs.executors.local import LocalWorker
@@ -74,7 +78,8 @@ def test_a_tag_added_by_a_flow_starts_the_flow_waiting_for_that_tag(runtime, sho
 
     route(runtime, times=2)  # the event starts the tagger; its tag_added starts the welcome
 
-    assert signals(runtime, shop_id, "tag_added") == [("tag_added", {"tag": "VIP", "source": "flow", "flow_id": tagger})]
+    assert signals(runtime, shop_id, "tag_added") == [
+        ("tag_added", {"tag": "VIP", "source": "flow", "flow_id": tagger, "caused_by": [tagger]})]
     assert [(m.customer_id, m.template) for m in rows(runtime, shop_id, Message)] == [(zofia, "vip_welcome_offer")]
 
 
@@ -103,7 +108,7 @@ def test_a_tag_removed_by_a_flow_is_signalled_like_one_removed_by_hand(runtime, 
     route(runtime)
 
     assert signals(runtime, shop_id, "tag_removed") == [
-        ("tag_removed", {"tag": "newsletter-lapsed", "source": "flow", "flow_id": untagger})]
+        ("tag_removed", {"tag": "newsletter-lapsed", "source": "flow", "flow_id": untagger, "caused_by": [untagger]})]
     with runtime.sessions() as session, shop_context(shop_id):
         assert tags_of(session, shop_id, zofia) == []
 
@@ -124,18 +129,72 @@ def test_a_flow_that_re_adds_the_tag_it_starts_on_runs_once_and_does_not_loop(ru
     assert "not_started_own_tag_change" in [d.decision for d in rows(runtime, shop_id, AutomationDecision)]
 
 
-def test_two_flows_tagging_the_same_customer_each_start_the_other_only_once(runtime, shop_id):
+@pytest.mark.parametrize("reentry", ["skip", "restart", "parallel"])
+def test_two_flows_tagging_the_same_customer_each_start_the_other_only_once(runtime, shop_id, reentry):
     zofia = customer(runtime, shop_id)
-    flow(runtime, shop_id, "A", {"trigger": "tag_added", "audience": {"field": "signal.tag", "op": "eq", "value": "a"},
-                                 "steps": [{"id": "t", "type": "tag", "add": "b"}]})
-    flow(runtime, shop_id, "B", {"trigger": "tag_added", "audience": {"field": "signal.tag", "op": "eq", "value": "b"},
+    flow(runtime, shop_id, "A", {"trigger": "tag_added", "reentry": reentry,
+                                 "audience": {"field": "signal.tag", "op": "eq", "value": "a"},
+                                 "steps": [{"id": "s", "type": "tag", "remove": "b"},
+                                           {"id": "t", "type": "tag", "add": "b"}]})
+    flow(runtime, shop_id, "B", {"trigger": "tag_added", "reentry": reentry,
+                                 "audience": {"field": "signal.tag", "op": "eq", "value": "b"},
                                  "steps": [{"id": "t", "type": "tag", "remove": "a"}, {"id": "u", "type": "tag", "add": "a"}]})
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        add_tag(session, shop_id, zofia, "a", source="api")
+
+    route(runtime, times=8)
+
+    assert len(rows(runtime, shop_id, FlowRun)) == 2, "a flow already in the chain of causes is not started again"
+
+
+def test_a_cascade_of_flows_each_tagging_for_the_next_stops_after_three(runtime, shop_id):
+    zofia = customer(runtime, shop_id)
+    for this, following in zip("abcd", "bcde"):
+        flow(runtime, shop_id, f"{this} then {following}", {
+            "trigger": "tag_added", "audience": {"field": "signal.tag", "op": "eq", "value": this},
+            "steps": [{"id": "t", "type": "tag", "add": following}]})
     with runtime.sessions.begin() as session, shop_context(shop_id):
         add_tag(session, shop_id, zofia, "a", source="api")
 
     route(runtime, times=6)
 
-    assert len(rows(runtime, shop_id, FlowRun)) == 2, "one run per customer per flow ends the ping-pong"
+    assert [payload["tag"] for _, payload in signals(runtime, shop_id, "tag_added")] == ["a", "b", "c", "d"]
+    assert "not_started_cause_chain_too_deep" in [d.decision for d in rows(runtime, shop_id, AutomationDecision)]
+
+
+def test_a_tag_two_flows_add_at_once_starts_neither_of_them_again(runtime, shop_id):
+    zofia = customer(runtime, shop_id)
+    for name in ("X", "Y"):  # started by the same signal, run in one batch, each adding "vip"
+        flow(runtime, shop_id, name, {"trigger": "tag_added", "reentry": "parallel",
+                                      "steps": [{"id": "t", "type": "tag", "add": "vip"}]})
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        add_tag(session, shop_id, zofia, "start", source="api")
+
+    route(runtime, times=4)
+
+    assert len(rows(runtime, shop_id, FlowRun)) == 2
+    [(_, vip)] = signals(runtime, shop_id, "tag_added")[1:]
+    assert sorted(vip["caused_by"]) == sorted(r.flow_id for r in rows(runtime, shop_id, FlowRun))
+
+
+def test_a_segment_change_a_flows_tag_made_does_not_start_that_flow_again(runtime, shop_id):
+    zofia = customer(runtime, shop_id)
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        create_segment(session, shop_id, "VIP", {"rule": "has_tag", "tag": "vip"}, enabled=True)
+    LocalWorker(runtime).run(exit_when_idle=True)  # the segment's first refresh
+    flow(runtime, shop_id, "drop", {"trigger": "segment_entered", "segment": "VIP", "reentry": "restart",
+                                    "steps": [{"id": "t", "type": "tag", "remove": "vip"}]})
+    flow(runtime, shop_id, "back", {"trigger": "segment_left", "segment": "VIP", "reentry": "restart",
+                                    "steps": [{"id": "t", "type": "tag", "add": "vip"}]})
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        add_tag(session, shop_id, zofia, "vip", source="api")
+
+    for tick in range(8):  # a second apart: segment signals are told apart by the second they happen in
+        with time_machine.travel(utcnow() + dt.timedelta(seconds=2 * tick + 2), tick=True):
+            route(runtime)
+
+    assert len(rows(runtime, shop_id, FlowRun)) == 2
+    assert "not_started_cause_loop" in [d.decision for d in rows(runtime, shop_id, AutomationDecision)]
 
 
 def test_a_tag_step_names_a_tag_the_way_tags_set_by_hand_must_be_named():

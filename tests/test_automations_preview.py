@@ -5,12 +5,13 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 
 from app.automations.segments import create_segment
 from app.automations.signals import emit_signal
 from app.automations.tags import add_tag
 from app.jobs.executors.local import LocalWorker
-from app.models import Cart, Message, Shop, utcnow
+from app.models import Cart, Shop, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer
 from tests.segments_kit import polish_shop_with_api_token
@@ -81,8 +82,29 @@ def test_a_guest_cart_counts_as_the_customer_with_its_email_and_their_segments(r
                                     "audience": {"field": "customer.segments", "op": "eq", "value": "VIP"}})
 
     assert answer["entered"] == 1
-    with runtime.sessions() as session, shop_context(shop["id"]):
-        assert session.query(Message).count() == 0
+
+
+def test_a_preview_writes_nothing_to_the_database(runtime, client, shop):
+    customer(runtime, shop["id"], "vip@example.pl", "VIP")
+    abandoned_cart(runtime, shop["id"], "vip@example.pl")  # a guest's cart: its customer is found, never created
+    abandoned_cart(runtime, shop["id"], "new@example.pl")  # nobody has this address
+    vip_segment(runtime, shop["id"])
+    writes: list[str] = []
+
+    def note_writes(conn, cursor, statement, parameters, context, executemany):
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in ("INSERT", "UPDATE", "DELETE") and "api_tokens" not in statement:  # the token's last use is noted
+            writes.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", note_writes)
+    try:
+        preview(client, shop, {"trigger": "cart_abandoned",
+                               "steps": [MAIL, {"id": "tag", "type": "tag", "add": "seen"}],
+                               "audience": {"field": "customer.segments", "op": "eq", "value": "VIP"}})
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", note_writes)
+
+    assert writes == []
 
 
 def test_a_condition_on_segment_membership_takes_the_branch_the_engine_would(runtime, client, shop):

@@ -98,6 +98,23 @@ def test_the_postponed_reminder_goes_out_once_the_store_answers_again(runtime, s
     assert templates_sent(runtime, shop_id) == ["abandoned_cart_1"]
 
 
+def test_a_later_outage_gets_its_own_48_hours_once_the_store_has_answered_in_between(runtime, shop_id, fake, travel):
+    enable_library_flow(runtime, shop_id, "abandoned_cart")
+    travel(T0)
+    put_cart(runtime, shop_id, at=T0)
+    fake.fail_next(503, times=200)
+    clock_tick(runtime, travel(T0 + 61 * MIN))  # the first reminder postponed
+    fake._faults.clear()
+    clock_tick(runtime, travel(T0 + 80 * MIN))
+    clock_tick(runtime, travel(T0 + 25 * HOUR))
+    fake.fail_next(503, times=200)
+
+    clock_tick(runtime, travel(T0 + 74 * HOUR))  # more than 48 h after the first outage began
+
+    [run] = rows(runtime, shop_id, FlowRun)
+    assert (run.state, run.exit_reason) == ("waiting", None), "postponed again, not given up"
+
+
 def test_the_series_runs_1h_24h_72h_with_a_coupon_only_in_the_last_reminder(runtime, shop_id, fake, travel):
     enable_library_flow(runtime, shop_id, "abandoned_cart")
     travel(T0)

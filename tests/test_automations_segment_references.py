@@ -1,15 +1,18 @@
 """Flows name segments by id (names accepted on input), so a rename never unhooks them; a segment in use is not deleted."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
 from app.automations.api import issue_api_token
 from app.automations.engine import enqueue_signal_routing
-from app.automations.flows import create_flow
-from app.automations.segments import create_segment, trigger_matches
+from app.automations.flows import InvalidFlow, create_flow, set_enabled, update_flow
+from app.automations.segments import (SegmentInUse, bind_stored_names, create_segment, delete_segment,
+                                      trigger_matches)
 from app.jobs.executors.local import LocalWorker
-from app.models import Flow, FlowRun, FlowVersion, Message, SegmentMember, Shop, utcnow
+from app.models import Flow, FlowRun, FlowVersion, Message, Segment, SegmentMember, Shop, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_shop
 from tests.segments_kit import polish_shop_with_api_token
@@ -197,6 +200,97 @@ def test_a_flow_naming_the_segment_by_name_also_keeps_it_from_being_deleted(runt
     answer = client.delete(f"/api/v1/segments/{segment_id}", headers=shop["auth"])
 
     assert (answer.status_code, [f["id"] for f in answer.json["flows"]]) == (409, [flow_id])
+
+
+# --- two requests at once: a delete or a rename against a flow being saved or switched on ----------------------
+
+def in_other_transaction(work) -> tuple[threading.Thread, dict]:
+    """Run `work()` in a thread (its own session and transaction); its result or exception lands in the dict."""
+    outcome: dict = {}
+
+    def go() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def delete_in_other_transaction(runtime, shop_id: int, segment_id: int) -> tuple[threading.Thread, dict]:
+    def work() -> str:
+        with runtime.sessions.begin() as session, shop_context(shop_id):
+            delete_segment(session, session.get(Segment, segment_id))
+        return "deleted"
+
+    return in_other_transaction(work)
+
+
+def switched_off_flow(runtime, shop_id: int) -> int:
+    with runtime.sessions.begin() as session, shop_context(shop_id):
+        return create_flow(session, shop_id, "VIP welcome", {"trigger": "segment_entered", "segment": "VIP",
+                                                             "steps": [HELLO]}).id
+
+
+def test_a_delete_racing_a_flow_being_switched_on_with_its_segment_is_refused(runtime, shop):
+    segment_id = vip_segment(runtime, shop["id"])
+    flow_id = switched_off_flow(runtime, shop["id"])
+
+    with runtime.sessions.begin() as session, shop_context(shop["id"]):
+        set_enabled(session, session.get(Flow, flow_id), True)
+        deleting, outcome = delete_in_other_transaction(runtime, shop["id"], segment_id)
+        deleting.join(timeout=1.0)  # it has read the flows by now, unless it waits for this transaction
+    deleting.join(timeout=30)
+
+    assert isinstance(outcome.get("error"), SegmentInUse), outcome
+    with runtime.sessions() as session, shop_context(shop["id"]):
+        assert session.get(Segment, segment_id) is not None
+
+
+def test_a_flow_switched_on_while_its_segment_is_being_deleted_is_refused(runtime, shop):
+    segment_id = vip_segment(runtime, shop["id"])
+    flow_id = switched_off_flow(runtime, shop["id"])
+
+    def enable() -> bool:
+        with runtime.sessions.begin() as session, shop_context(shop["id"]):
+            return set_enabled(session, session.get(Flow, flow_id), True).enabled
+
+    with runtime.sessions.begin() as session, shop_context(shop["id"]):
+        delete_segment(session, session.get(Segment, segment_id))
+        enabling, outcome = in_other_transaction(enable)
+        enabling.join(timeout=1.0)  # it has checked the segment by now, unless it waits for this transaction
+    enabling.join(timeout=30)
+
+    assert isinstance(outcome.get("error"), InvalidFlow), outcome
+    with runtime.sessions() as session, shop_context(shop["id"]):
+        assert session.get(Flow, flow_id).enabled is False
+
+
+def test_a_rename_racing_an_edit_of_a_flow_that_names_the_segment_keeps_the_edit(runtime, shop):
+    segment_id = vip_segment(runtime, shop["id"])
+    flow_id = stored_by_name(runtime, shop["id"])
+    edited = {"trigger": "segment_entered", "segment": segment_id,
+              "steps": [{**HELLO, "template": "vip_welcome"}]}
+
+    def rename() -> int:
+        with runtime.sessions.begin() as session, shop_context(shop["id"]):
+            segment = session.get(Segment, segment_id)
+            rewritten = bind_stored_names(session, segment)
+            segment.name = "Stałe klientki"
+            return rewritten
+
+    with runtime.sessions.begin() as session, shop_context(shop["id"]):
+        update_flow(session, session.get(Flow, flow_id), edited)
+        renaming, outcome = in_other_transaction(rename)
+        renaming.join(timeout=1.0)  # it has read the flow by now, unless it waits for this transaction
+    renaming.join(timeout=30)
+
+    assert "error" not in outcome, outcome
+    with runtime.sessions() as session, shop_context(shop["id"]):
+        flow = session.get(Flow, flow_id)
+        assert (flow.version, flow.definition) == (2, edited)
 
 
 def test_a_definition_stored_by_segment_name_before_ids_still_matches_its_segment():

@@ -1,15 +1,19 @@
 """What a flow's message and conditions may read about a run's subject, beyond the cart: product, order, signal."""
 from __future__ import annotations
 
+from typing import Callable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Cart, CartLine, Coupon, FlowRun, Order, Product, Signal
 
 
-def message_details(session: Session, shop_id: int, context: dict) -> dict:
+def message_details(session: Session, shop_id: int, context: dict, *,
+                    cart_lines: Callable[[int], list[CartLine]] | None = None) -> dict:
     """Template variables for the run's subject, as plain JSON: the signal's payload (ids, amounts, statuses),
-    the product (title, link, price) or the order (number, total)."""
+    the product (title, link, price) or the order (number, total). `cart_lines(cart_id)`, when given, hands the
+    cart's lines (in id order) from a read made once for a batch of runs."""
     details: dict = {"signal": dict(context.get("signal") or {})}
     subject = context.get("subject") or {}
     if subject.get("type") == "product" and subject.get("id"):
@@ -26,8 +30,8 @@ def message_details(session: Session, shop_id: int, context: dict) -> dict:
     elif subject.get("type") == "cart" and subject.get("id"):
         cart = session.get(Cart, subject["id"])
         if cart is not None:
-            lines = session.scalars(select(CartLine).where(CartLine.shop_id == cart.shop_id, CartLine.cart_id == cart.id)
-                                    .order_by(CartLine.id)).all()
+            lines = cart_lines(cart.id) if cart_lines is not None else session.scalars(select(CartLine).where(
+                CartLine.shop_id == cart.shop_id, CartLine.cart_id == cart.id).order_by(CartLine.id)).all()
             details["cart"] = {"total": str(cart.total), "currency": cart.currency,
                                "item_count": sum(line.quantity for line in lines),
                                "items": [{"name": line.name, "quantity": line.quantity, "unit_price": str(line.unit_price)}

@@ -13,6 +13,7 @@ import secrets
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,11 +26,11 @@ from app.automations.details import custom_events_since_start, message_details
 from app.automations.outbox_port import Refused, submit_message
 from app.automations.segments import (refresh_customers, refresh_for_signals, segment_names, segment_names_of,
                                       trigger_matches)
-from app.automations.signals import SignalFact, emit_signals, is_paid
+from app.automations.signals import SignalFact, cause_chain, emit_signals, is_paid
 from app.automations.tags import ensure_tag, remove_tag
 from app.automations.timing import wait_until
 from app.automations.trace import decision_row, record_decision, record_decisions
-from app.automations.truth import LiveQuery, LiveState, StoreUnreachable, purchase_since, read_live_state
+from app.automations.truth import LiveQuery, LiveReads, LiveState, StoreUnreachable, purchase_since
 from app.clock import clock_scan, period_key
 from app.config import Settings
 from app.jobs import registry
@@ -52,6 +53,7 @@ LIVE_GIVE_UP = dt.timedelta(hours=48)
 COUPON_COOLDOWN_DAYS = 30
 LOCALES = ("pl", "ro", "en")
 COUPON_JOBS = {"shopify": "shopify.create_discount", "woocommerce": "woocommerce.create_coupon"}
+MAX_CAUSE_DEPTH = 3  # flows in a row, each started by the previous one's tag change, before the next is refused
 
 
 def _insert(session: Session, table):
@@ -161,8 +163,9 @@ class _RunStarter:
         if customer is None:
             self.decisions.append(decision_row(shop_id, "not_started_no_customer", **trace))
             return
-        if _caused_by(signal, flow):  # a flow that tags must not restart itself with its own tag, whatever its reentry
-            self.decisions.append(decision_row(shop_id, "not_started_own_tag_change", customer_id=customer.id, **trace))
+        refusal = _loop_refusal(signal, flow)  # whatever its reentry: flows tagging each other must not ping-pong
+        if refusal:
+            self.decisions.append(decision_row(shop_id, refusal, customer_id=customer.id, **trace))
             return
         context = {"subject": {"type": signal.subject_type, "id": signal.subject_id}, "signal_id": signal.id,
                    "signal": signal.payload or {}, "since": signal.occurred_at.isoformat(),
@@ -232,10 +235,23 @@ class _RunStarter:
         return self.started
 
 
-def _caused_by(signal: Signal, flow: Flow) -> bool:
+def _merged(*chains: list[int]) -> list[int]:
+    return list(dict.fromkeys(flow_id for chain in chains for flow_id in chain))
+
+
+def _loop_refusal(signal: Signal, flow: Flow) -> str | None:
+    """Why `flow` may not start on `signal`: the change is its own, it is already in the chain of flows that led to
+    the signal (two flows tagging each other), or that chain is MAX_CAUSE_DEPTH long; else None."""
     payload = signal.payload or {}
-    return (signal.kind in ("tag_added", "tag_removed") and payload.get("source") == "flow"
-            and payload.get("flow_id") == flow.id)
+    own = payload.get("source") == "flow" and payload.get("flow_id") == flow.id
+    if own and signal.kind in ("tag_added", "tag_removed"):
+        return "not_started_own_tag_change"
+    chain = cause_chain(payload)
+    if flow.id in chain:
+        return "not_started_cause_loop"
+    if len(chain) >= MAX_CAUSE_DEPTH:
+        return "not_started_cause_chain_too_deep"
+    return None
 
 
 def _signal_customer(session: Session, shop_id: int, signal: Signal) -> Customer | None:
@@ -406,14 +422,9 @@ def _advance_chunk(sessions: sessionmaker[Session], settings: Settings, shop_id:
     checked = [run_id for run_id in due if run_id in queries]
     groups = ([plain] if plain else []) + [checked[i:i + LIVE_CHUNK] for i in range(0, len(checked), LIVE_CHUNK)]
     states: dict[int, str] = {}
+    reads = LiveReads(sessions, settings, queries)  # one store read shared by the chunk's runs where it can be
     for group in groups:
-        lives: dict[int, LiveState | StoreUnreachable] = {}
-        for run_id in group:
-            if queries.get(run_id) is not None:
-                try:
-                    lives[run_id] = read_live_state(sessions, settings, queries[run_id])
-                except StoreUnreachable as exc:
-                    lives[run_id] = exc
+        lives: dict[int, LiveState | StoreUnreachable] = reads.states(group)
         states.update(_run_group(sessions, settings, shop_id, group, now, lives, queries))
     return states
 
@@ -474,10 +485,18 @@ class _Book:
         self._lines: dict[int, int] | None = None
         self._tags: dict[int, list[str]] | None = None
         self._segments: dict[int, list[str]] | None = None
+        self._cart_lines: dict[int, list[CartLine]] | None = None
+        self._consents: dict[tuple[int, str], str] | None = None  # (customer, channel) -> newest state
+        self._consents_for: set[int] = set()
+        self._orders: list[tuple] | None = None  # the customers' orders since purchase_floor, not cancelled
+        self._orders_for: set[int] = set()
+        self.purchase_floor: dt.datetime | None = None  # the earliest `since` of the runs loaded
         self._tag_ids: dict[str, int] = {}
         self._tag_names: dict[int, str] = {}  # the spelling the shop keeps, for the signal
         self.tag_links: list[dict] = []
-        self.tag_causes: dict[tuple[int, int], int | None] = {}  # (customer, tag) -> the flow that added it
+        # (customer, tag) -> the flows that led to adding it (every flow adding it in this batch, first adder first)
+        self.tag_causes: dict[tuple[int, int], list[int]] = {}
+        self.refresh_causes: dict[int, list[int]] = {}  # customer -> the flows whose tag steps changed their tags
         self.decisions: list[dict] = []
         self.refresh_ids: set[int] = set()
         self.now: dt.datetime | None = None
@@ -495,13 +514,16 @@ class _Book:
         if todo:
             self.held += self.session.scalars(select(Cart).where(Cart.shop_id == self.shop_id, Cart.id.in_(todo))).all()
             self.cart_ids |= todo
-            self._lines = None
+            self._lines = self._cart_lines = None
         if order_ids:
             self.held += self.session.scalars(select(Order).where(Order.shop_id == self.shop_id,
                                                                   Order.id.in_(order_ids))).all()
 
     def load_runs(self, runs: list[FlowRun]) -> None:
         self.load_customers({run.customer_id for run in runs})
+        floors = [_purchase_since(run) for run in runs] + ([self.purchase_floor] if self.purchase_floor else [])
+        if floors:
+            self.purchase_floor, self._orders = min(floors), None
         subjects = [(run.context or {}).get("subject") or {} for run in runs]
         self.load_subjects({s["id"] for s in subjects if s.get("type") == "cart" and s.get("id")},
                            {s["id"] for s in subjects if s.get("type") == "order" and s.get("id")})
@@ -519,6 +541,18 @@ class _Book:
         if key not in self._definitions:
             self._definitions[key] = _definition(self.session, run)
         return self._definitions[key] or {}
+
+    def cart_lines(self, cart_id: int) -> list[CartLine]:
+        """The cart's lines in id order; for the batch's carts, read once for all of them."""
+        if cart_id not in self.cart_ids:
+            return list(self.session.scalars(select(CartLine).where(
+                CartLine.shop_id == self.shop_id, CartLine.cart_id == cart_id).order_by(CartLine.id)))
+        if self._cart_lines is None:
+            self._cart_lines = defaultdict(list)
+            for line in self.session.scalars(select(CartLine).where(
+                    CartLine.shop_id == self.shop_id, CartLine.cart_id.in_(self.cart_ids)).order_by(CartLine.id)):
+                self._cart_lines[line.cart_id].append(line)
+        return list(self._cart_lines.get(cart_id, []))
 
     def line_count(self, cart_id: int) -> int:
         if cart_id not in self.cart_ids:
@@ -555,6 +589,56 @@ class _Book:
     def forget_tags(self) -> None:
         self._tags = None
 
+    def newest_consent(self, customer_id: int, channel: str) -> str | None:
+        """The customer's current consent state on `channel` (the newest row), read once for the batch."""
+        if customer_id not in self.customer_ids:
+            return self.session.scalars(select(Consent.state).where(
+                Consent.shop_id == self.shop_id, Consent.customer_id == customer_id, Consent.channel == channel)
+                .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1)).first()
+        if self._consents is None or customer_id not in self._consents_for:
+            newest: dict[tuple[int, str], tuple] = {}
+            for owner, kind, state, at, row_id in self.session.execute(select(
+                    Consent.customer_id, Consent.channel, Consent.state, Consent.recorded_at, Consent.id).where(
+                    Consent.shop_id == self.shop_id, Consent.customer_id.in_(self.customer_ids))):
+                if (owner, kind) not in newest or (at, row_id) > newest[(owner, kind)][0]:
+                    newest[(owner, kind)] = ((at, row_id), state)
+            self._consents = {key: state for key, (_, state) in newest.items()}
+            self._consents_for = set(self.customer_ids)
+        return self._consents.get((customer_id, channel))
+
+    def forget_consents(self) -> None:
+        self._consents = None
+
+    def local_purchase(self, customer_id: int, email: str | None, phone: str | None, since: dt.datetime,
+                       exclude_order_id: int | None) -> int | None | bool:
+        """An order held here by the customer (by id, email or phone), not cancelled, placed since `since`;
+        False when the batch's read cannot say (the caller asks the database itself)."""
+        if customer_id not in self.customer_ids or self.purchase_floor is None or since < self.purchase_floor:
+            return False
+        if self._orders is None or customer_id not in self._orders_for:
+            customers = [self.session.get(Customer, owner) for owner in self.customer_ids]
+            who = [Order.customer_id.in_(self.customer_ids)]
+            emails = {c.email for c in customers if c is not None and c.email}
+            phones = {c.phone for c in customers if c is not None and c.phone}
+            if emails:
+                who.append(Order.email.in_(emails))
+            if phones:
+                who.append(Order.phone.in_(phones))
+            self._orders = self.session.execute(select(
+                Order.id, Order.customer_id, Order.email, Order.phone, Order.placed_at, Order.created_at).where(
+                Order.shop_id == self.shop_id, or_(*who), Order.cancelled_at.is_(None),
+                func.coalesce(Order.placed_at, Order.created_at) >= self.purchase_floor).order_by(Order.id)).all()
+            self._orders_for = set(self.customer_ids)
+        for order_id, owner, order_email, order_phone, placed_at, created_at in self._orders:
+            if order_id == exclude_order_id or (placed_at or created_at) < since:
+                continue
+            if owner == customer_id or (email and order_email == email) or (phone and order_phone == phone):
+                return order_id
+        return None
+
+    def forget_orders(self) -> None:
+        self._orders = None
+
     def tag_id(self, name: str) -> int:
         key = name.strip().lower()
         if key not in self._tag_ids:
@@ -562,17 +646,26 @@ class _Book:
             self._tag_ids[key], self._tag_names[tag.id] = tag.id, tag.name
         return self._tag_ids[key]
 
-    def add_tag(self, customer_id: int, name: str, now: dt.datetime, *, flow_id: int | None = None) -> None:
+    def add_tag(self, customer_id: int, name: str, now: dt.datetime, *, cause: list[int] = ()) -> None:
+        """Held until settle(); `cause` is the adding run's chain of flows, its own flow last (cause_chain)."""
         tag_id = self.tag_id(name)
         self.tag_links.append(dict(shop_id=self.shop_id, customer_id=customer_id, tag_id=tag_id, created_at=now))
-        self.tag_causes[(customer_id, tag_id)] = flow_id
-        self.refresh_ids.add(customer_id)
+        key = (customer_id, tag_id)
+        self.tag_causes[key] = _merged(self.tag_causes.get(key, []), list(cause))
+        self.note_cause(customer_id, cause)
         self.now = now
 
+    def note_cause(self, customer_id: int, cause: list[int]) -> None:
+        """The customer's tags changed in a flow step: re-check their segments, naming those flows as the cause."""
+        self.refresh_ids.add(customer_id)
+        self.refresh_causes[customer_id] = _merged(self.refresh_causes.get(customer_id, []), list(cause))
+
     def _tag_added(self, customer_id: int, tag_id: int, now: dt.datetime) -> SignalFact:
-        """The same signal a tag set by hand gives (app.automations.tags.add_tag), naming the flow that set it."""
-        flow_id = self.tag_causes.get((customer_id, tag_id))
-        payload = {"tag": self._tag_names[tag_id], "source": "flow", **({"flow_id": flow_id} if flow_id else {})}
+        """The same signal a tag set by hand gives (app.automations.tags.add_tag), naming the flow that set it and
+        the chain of flows that led to it (all of them when several flows added it in one batch)."""
+        chain = self.tag_causes.get((customer_id, tag_id)) or []
+        payload = {"tag": self._tag_names[tag_id], "source": "flow",
+                   **({"flow_id": chain[-1], "caused_by": chain} if chain else {})}
         return SignalFact(self.shop_id, "tag_added", dedupe_key=f"tag_added:{customer_id}:{tag_id}:{now.timestamp()}",
                           customer_id=customer_id, subject=("customer", customer_id), payload=payload)
 
@@ -591,8 +684,9 @@ class _Book:
             self.tag_causes.clear()
             self._tags = None
         customers, self.refresh_ids = self.refresh_ids, set()
+        causes, self.refresh_causes = self.refresh_causes, {}
         if customers:
-            refresh_customers(self.session, self.shop_id, customers, self.now or utcnow())
+            refresh_customers(self.session, self.shop_id, customers, self.now or utcnow(), causes=causes)
             self._segments = None
 
 
@@ -677,7 +771,12 @@ class _Advance:
         return reason
 
     def _local_purchase(self, subject_order: Order | None) -> int | None:
-        since = dt.datetime.fromisoformat(self.context["since"]) if self.context.get("since") else self.run.started_at
+        since = _purchase_since(self.run)
+        found = self.book.local_purchase(self.run.customer_id, self.customer.email if self.customer else None,
+                                         self.customer.phone if self.customer else None, since,
+                                         subject_order.id if subject_order is not None else None)
+        if found is not False:
+            return found
         who = [Order.customer_id == self.run.customer_id]
         if self.customer is not None and self.customer.email:
             who.append(Order.email == self.customer.email)
@@ -692,10 +791,7 @@ class _Advance:
     def _unsubscribed(self) -> bool:
         channels = {s.get("channel") for s in self.steps if s.get("type") == "send"} or {"email"}
         for channel in channels:
-            newest = self.session.scalars(select(Consent.state).where(
-                Consent.shop_id == self.shop.id, Consent.customer_id == self.run.customer_id, Consent.channel == channel)
-                .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1)).first()
-            if newest != "revoked":
+            if self.book.newest_consent(self.run.customer_id, channel) != "revoked":
                 return False
         return True
 
@@ -708,6 +804,7 @@ class _Advance:
         if bought is not None and ("purchased" in exits or order is None):
             if bought.platform_id not in self.live.partial:
                 apply_order(self.session, self.shop.id, bought)  # the webhook that should have told us
+                self.book.forget_orders()
             return self._exit_decision("purchased", gate="live_check", order_platform_id=bought.platform_id)
         if self.live.checkout_completed and order is None:
             return self._exit_decision("purchased", gate="live_check", checkout_completed=True)
@@ -716,8 +813,8 @@ class _Advance:
                 if fresh.platform_id == order.platform_id:
                     if fresh.platform_id not in self.live.partial:
                         apply_order(self.session, self.shop.id, fresh)
-                    paid = fresh.paid_at is not None or (fresh.financial_status or "").lower() == "paid"
-                    if paid and "order_paid" in exits:
+                        self.book.forget_orders()
+                    if is_paid(fresh) and "order_paid" in exits:  # the same rule as the order_paid signal
                         return self._exit_decision("order_paid", gate="live_check", order_id=order.id)
                     if fresh.cancelled_at is not None and "order_cancelled" in exits:
                         return self._exit_decision("order_cancelled", gate="live_check", order_id=order.id)
@@ -742,6 +839,7 @@ class _Advance:
         """None when the live store was read and allows going on (or there is no cart or order to ask about);
         otherwise 'stop' after postponing."""
         if isinstance(self.live, LiveState) or (self.context.get("subject") or {}).get("type") not in ("cart", "order"):
+            self.context.pop("first_postponed_at", None)  # the store answered: a later outage gets its own 48 h
             return None
         first = self.context.get("first_postponed_at")
         first_at = dt.datetime.fromisoformat(first) if first else self.now
@@ -779,6 +877,18 @@ class _Advance:
             self.gates.append({"gate": "payment_link", "source": source})
         self.gates.append({"gate": "flow_exits", "checked": sorted(self.definition.get("exit") or []), "met": None})
         recipient = self._recipient(step["channel"])
+        greeting: dict = {}
+        if step.get("payment_link") and order is not None:
+            # The link pays this order: only the order's own address may get it, never a customer who merely
+            # shares its phone or email (a guest order is matched to a customer by either).
+            recipient = _order_contact(order, step["channel"])
+            theirs = order.customer_id is not None and order.customer_id == self.run.customer_id
+            if recipient is None and not (step["channel"] == "push" and theirs):
+                self.decide("send_skipped_no_order_contact", step, channel=step["channel"], order_id=order.id)
+                self.follow(index)
+                return "continue"
+            if not theirs:
+                greeting = {"first_name": ""}  # not the matched customer's name
         subject = self.context.get("subject") or {}
         digest = hashlib.sha256((recipient or f"customer:{self.run.customer_id}").encode()).hexdigest()[:16]
         dedupe_key = (f"flow:{self.run.flow_id}:{step['id']}:{subject.get('type')}:{subject.get('id')}:"
@@ -787,12 +897,14 @@ class _Advance:
                            "cart_id": cart.id if cart else None, "order_id": order.id if order else None,
                            "recovery_url": cart.recovery_url if cart else None,
                            "coupon_code": self.context.get("coupon_code"),
-                           **message_details(self.session, self.shop.id, self.context)}
+                           **message_details(self.session, self.shop.id, self.context, cart_lines=self.book.cart_lines),
+                           **greeting}
         exit_conditions = []
         if cart is not None and step.get("kind") == "recovery":
             exit_conditions.append({"name": "cart_converted", "args": {"cart_id": cart.id}})
-        if order is not None and "order_paid" in (self.definition.get("exit") or []):
-            exit_conditions.append({"name": "order_paid", "args": {"order_id": order.id}})
+        for name in ("order_paid", "order_cancelled"):  # the outbox re-checks them right before the send
+            if order is not None and name in (self.definition.get("exit") or []):
+                exit_conditions.append({"name": name, "args": {"order_id": order.id}})
         try:
             submitted = submit_message(
                 self.session, shop_id=self.shop.id, channel=step["channel"], kind=step["kind"], recipient=recipient,
@@ -810,21 +922,41 @@ class _Advance:
         return "continue"
 
     def _payment_link(self, order: Order | None) -> tuple[dict, str] | None:
-        """The link the live store gives for paying `order` now, else its status page; read moments ago, so fresh."""
+        """The link the live store gives for paying `order` now (read moments ago, so fresh); None without one.
+
+        Only the store's own payment page counts: on Shopify `additionalPaymentCollectionUrl` is there exactly
+        when money is still owed, and the order status page, without it, takes no payment (so it never stands in).
+        """
+        fresh = self._fresh_order(order)
+        if fresh is None or not fresh.payment_url or not self._store_link(fresh.payment_url):
+            return None
+        return {"payment_url": fresh.payment_url}, "store_payment_page"
+
+    def _fresh_order(self, order: Order | None):
         if order is None or not isinstance(self.live, LiveState):
             return None
-        fresh = next((o for o in self.live.orders if o.platform_id == order.platform_id), None)
-        if fresh is not None and fresh.payment_url:
-            return {"payment_url": fresh.payment_url}, "store_payment_page"
-        if fresh is not None and fresh.status_url:
-            return {"order_status_url": fresh.status_url}, "order_status_page"
-        return None
+        return next((o for o in self.live.orders if o.platform_id == order.platform_id), None)
+
+    def _store_link(self, url: str) -> bool:
+        """A WooCommerce store's payment link must lead to the store itself (its API could be told otherwise)."""
+        return self.shop.platform != "woocommerce" or same_site(url, self.shop.domain)
 
     def _without_payment_link(self, step: dict, index: int, order: Order | None) -> str:
-        """The store gave no link to pay with: wait for one (it may not exist yet) rather than send a message
-        whose link leads nowhere; after LIVE_GIVE_UP the step is skipped, never sent without it."""
+        """No link to pay with. When the store returned the order, it said there is nothing to pay there (paid,
+        authorized, on hold...): the step ends now. When it did not return it (not there yet), ask again every
+        LIVE_RETRY and after LIVE_GIVE_UP skip the step: never a message whose link leads nowhere."""
         if order is None:
             self.decide("send_skipped_no_order", step)
+            self.follow(index)
+            return "continue"
+        fresh = self._fresh_order(order)
+        if fresh is not None:
+            self.context.pop("payment_link_missing_since", None)
+            if fresh.payment_url:
+                self.decide("send_skipped_payment_link_off_store", step, order_id=order.id)
+            else:
+                self.decide("send_skipped_store_takes_no_payment", step, order_id=order.id, status=fresh.status,
+                            financial_status=fresh.financial_status)
             self.follow(index)
             return "continue"
         first = self.context.get("payment_link_missing_since")
@@ -854,16 +986,19 @@ class _Advance:
     def step_tag(self, step: dict, index: int) -> str:
         """Tags change as by hand (app.automations.tags): names in any case, and `tag_added` / `tag_removed`
         signalled when the customer's tags really changed, so tag-triggered flows start from flows too."""
+        # This run's chain of flows (the one its trigger names, then its own): carried by the signals its change
+        # gives, so no flow in it is started again by them (_loop_refusal).
+        cause = _merged(cause_chain(self.context.get("signal")), [self.run.flow_id])
         if step.get("add"):  # written with the batch's other links (and their signals), before tags are read again
-            self.book.add_tag(self.run.customer_id, step["add"], self.now, flow_id=self.run.flow_id)
+            self.book.add_tag(self.run.customer_id, step["add"], self.now, cause=cause)
             self.decide("tag_added", step, tag=step["add"])
         if step.get("remove"):
             self.book.settle()
             removed = remove_tag(self.session, self.shop.id, self.run.customer_id, step["remove"], source="flow",
-                                 flow_id=self.run.flow_id, now=self.now)
+                                 flow_id=self.run.flow_id, caused_by=cause, now=self.now)
             self.book.forget_tags()
             self.decide("tag_removed", step, tag=step["remove"], had_it=removed)
-        self.book.refresh_ids.add(self.run.customer_id)  # "has tag" segments, re-checked before the next read
+        self.book.note_cause(self.run.customer_id, cause)  # "has tag" segments, re-checked before the next read
         self.book.now = self.now
         self.follow(index)
         return "continue"
@@ -911,6 +1046,7 @@ class _Advance:
                           source="sunset", recorded_at=self.now)
         self.session.add(consent)
         note_consent(self.session, self.shop.id, consent)
+        self.book.forget_consents()
         self.decide("sunset", step, channel=channel)
         self.follow(index)
         return "continue"
@@ -921,6 +1057,26 @@ class _Advance:
         self.decide("webhook_queued", step)
         self.follow(index)
         return "continue"
+
+
+def same_site(url: str, store: str) -> bool:
+    """Does `url` lead to the host of `store` (a shop's domain or store URL)? `www.` aside, the hosts must match."""
+    def host(value: str) -> str:
+        name = (urlsplit(value if "://" in value else f"https://{value}").hostname or "").lower().rstrip(".")
+        return name[4:] if name.startswith("www.") else name
+
+    return bool(host(url)) and host(url) == host(store)
+
+
+def _order_contact(order: Order, channel: str) -> str | None:
+    """The order's own address on `channel` (push has none: it goes to the customer's subscription)."""
+    return {"email": order.email, "sms": order.phone}.get(channel) or None
+
+
+def _purchase_since(run: FlowRun) -> dt.datetime:
+    """From when an order counts as the run's customer having bought (the `purchased` exit)."""
+    since = (run.context or {}).get("since")
+    return dt.datetime.fromisoformat(since) if since else run.started_at
 
 
 def _finish(session: Session, run: FlowRun, state: str, reason: str | None, now: dt.datetime) -> None:

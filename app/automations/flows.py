@@ -30,20 +30,21 @@ def library() -> dict[str, dict]:
     return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(LIBRARY_DIR.glob("*.json"))}
 
 
-def checked_definition(session: Session, shop_id: int, definition: dict) -> dict:
+def checked_definition(session: Session, shop_id: int, definition: dict, *, lock: bool = False) -> dict:
     """The definition as stored: valid, with the segments it names bound to their ids (names accepted on input,
-    so a later rename cannot unhook the flow); InvalidFlow with every problem otherwise."""
+    so a later rename cannot unhook the flow); InvalidFlow with every problem otherwise. `lock` when it is
+    being saved: those segments cannot be deleted until the transaction ends (segments.bind_segments)."""
     problems = validate_definition(definition)
     if problems:
         raise InvalidFlow(problems)
-    bound, problems = bind_segments(session, shop_id, definition)
+    bound, problems = bind_segments(session, shop_id, definition, lock=lock)
     if problems:
         raise InvalidFlow(problems)
     return bound
 
 
 def create_flow(session: Session, shop_id: int, name: str, definition: dict, *, enabled: bool = False) -> Flow:
-    definition = checked_definition(session, shop_id, definition)
+    definition = checked_definition(session, shop_id, definition, lock=True)
     flow = Flow(shop_id=shop_id, name=name, trigger=definition["trigger"], definition=definition, version=1, enabled=enabled)
     session.add(flow)
     session.flush()
@@ -54,7 +55,10 @@ def create_flow(session: Session, shop_id: int, name: str, definition: dict, *, 
 
 def update_flow(session: Session, flow: Flow, definition: dict) -> Flow:
     """Publish a new version; runs in flight keep the version they started on."""
-    definition = checked_definition(session, flow.shop_id, definition)
+    # The flow's row, locked and read again: a segment rename rewriting it (segments.bind_stored_names) or another
+    # edit commits first, and this one builds on what they saved rather than overwriting it.
+    session.refresh(flow, with_for_update=True)
+    definition = checked_definition(session, flow.shop_id, definition, lock=True)
     flow.version += 1
     flow.definition, flow.trigger = definition, definition["trigger"]
     session.add(FlowVersion(shop_id=flow.shop_id, flow_id=flow.id, version=flow.version, definition=definition))
@@ -65,7 +69,8 @@ def update_flow(session: Session, flow: Flow, definition: dict) -> Flow:
 def set_enabled(session: Session, flow: Flow, enabled: bool) -> Flow:
     """Switch a flow on or off; on only while every segment it names still exists (InvalidFlow otherwise)."""
     if enabled:
-        _, problems = bind_segments(session, flow.shop_id, flow.definition or {})
+        session.refresh(flow, with_for_update=True)  # the definition as last saved, held while it is checked
+        _, problems = bind_segments(session, flow.shop_id, flow.definition or {}, lock=True)
         if problems:
             raise InvalidFlow(problems)
     flow.enabled = enabled

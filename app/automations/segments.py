@@ -18,13 +18,14 @@ import copy
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy import and_, delete, exists, false, func, literal, not_, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from app.automations.batches import enqueue_batches
+from app.automations.signals import cause_chain
 from app.clock import clock_scan, period_key
 from app.jobs.queue import enqueue
 from app.jobs.registry import job_kind
@@ -363,9 +364,12 @@ def _insert(session: Session, table):
 
 
 def refresh_segment(session: Session, segment: Segment, now: dt.datetime,
-                    customer_ids: Iterable[int] | None = None) -> Refreshed:
+                    customer_ids: Iterable[int] | None = None, *,
+                    causes: Mapping[int, list[int]] | None = None) -> Refreshed:
     """Bring the stored members in line with the definition (all customers, or only `customer_ids`), in two
-    statements (INSERT ... SELECT the newcomers, DELETE ... the leavers), and announce who entered and left."""
+    statements (INSERT ... SELECT the newcomers, DELETE ... the leavers), and announce who entered and left.
+
+    `causes`: customer -> the flows whose tag steps changed them (their signals carry it as `caused_by`)."""
     if session.get_bind().dialect.name == "postgresql":  # one refresh of a segment at a time
         session.execute(select(segments.c.id).where(segments.c.id == segment.id).with_for_update())
     scope = SegmentScope(segment.shop_id, now, scope_for(session, segment.shop_id).currency)
@@ -389,8 +393,8 @@ def refresh_segment(session: Session, segment: Segment, now: dt.datetime,
     left = list(session.execute(leaving.returning(members.c.customer_id)).scalars())
     announced = segment.refreshed_at is not None
     if announced:
-        _announce(session, segment, "segment_entered", entered, now)
-        _announce(session, segment, "segment_left", left, now)
+        _announce(session, segment, "segment_entered", entered, now, causes or {})
+        _announce(session, segment, "segment_left", left, now, causes or {})
     session.execute(update(segments).where(segments.c.id == segment.id).values(
         member_count=select(func.count()).select_from(members).where(
             members.c.shop_id == segment.shop_id, members.c.segment_id == segment.id).scalar_subquery(),
@@ -399,12 +403,14 @@ def refresh_segment(session: Session, segment: Segment, now: dt.datetime,
     return Refreshed(sorted(entered), sorted(left), announced)
 
 
-def _announce(session: Session, segment: Segment, kind: str, customer_ids: list[int], now: dt.datetime) -> None:
+def _announce(session: Session, segment: Segment, kind: str, customer_ids: list[int], now: dt.datetime,
+              causes: Mapping[int, list[int]]) -> None:
     if not customer_ids:
         return
     stamp = int(now.timestamp())
     rows = [dict(shop_id=segment.shop_id, kind=kind, customer_id=customer_id, subject_type=None, subject_id=None,
-                 payload={"segment_id": segment.id, "segment": segment.name, "segment_version": segment.version},
+                 payload={"segment_id": segment.id, "segment": segment.name, "segment_version": segment.version,
+                          **({"caused_by": list(causes[customer_id])} if causes.get(customer_id) else {})},
                  dedupe_key=f"{kind}:{segment.id}:{customer_id}:{stamp}", occurred_at=now, created_at=now,
                  routed_at=None) for customer_id in customer_ids]
     session.execute(_insert(session, Signal.__table__).on_conflict_do_nothing(index_elements=["shop_id", "dedupe_key"]),
@@ -412,20 +418,28 @@ def _announce(session: Session, segment: Segment, kind: str, customer_ids: list[
 
 
 def refresh_for_signals(session: Session, shop_id: int, signals: Iterable[Signal], now: dt.datetime) -> int:
-    """Re-check the customers whose signals may have changed their membership; returns entries plus exits."""
-    return refresh_customers(session, shop_id, {s.customer_id for s in signals
-                                                if s.kind in MEMBERSHIP_SIGNALS and s.customer_id is not None}, now)
+    """Re-check the customers whose signals may have changed their membership; returns entries plus exits.
+    A change a flow caused (a tag step's signal) is passed on as the cause of the entries and exits it makes."""
+    changed = [s for s in signals if s.kind in MEMBERSHIP_SIGNALS and s.customer_id is not None]
+    causes: dict[int, list[int]] = {}
+    for signal in changed:
+        chain = cause_chain(signal.payload)
+        if chain:
+            causes[signal.customer_id] = list(dict.fromkeys(causes.get(signal.customer_id, []) + chain))
+    return refresh_customers(session, shop_id, {s.customer_id for s in changed}, now, causes=causes)
 
 
-def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int], now: dt.datetime) -> int:
-    """Re-check these customers in every enabled segment of the shop (one that has had its first refresh)."""
+def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int], now: dt.datetime, *,
+                      causes: Mapping[int, list[int]] | None = None) -> int:
+    """Re-check these customers in every enabled segment of the shop (one that has had its first refresh);
+    `causes` as in refresh_segment."""
     customer_ids = set(customer_ids)
     if not customer_ids:
         return 0
     changed = 0
     for segment in session.scalars(select(Segment).where(Segment.shop_id == shop_id, Segment.enabled.is_(True),
                                                          Segment.refreshed_at.is_not(None)).order_by(Segment.id)):
-        result = refresh_segment(session, segment, now, customer_ids)
+        result = refresh_segment(session, segment, now, customer_ids, causes=causes)
         changed += len(result.entered) + len(result.left)
     return changed
 
@@ -471,14 +485,31 @@ def _conditions(definition: dict) -> Iterable[dict]:
             yield node
 
 
-def bind_segments(session: Session, shop_id: int, definition: dict) -> tuple[dict, list[str]]:
+def lock_segments(session: Session, shop_id: int, segment_ids: Iterable[int], *, share: bool = False) -> set[int]:
+    """Lock these segment rows to the end of the transaction (`share`: against deletion only, so flows naming the
+    same segment are still saved side by side); returns the ids that exist. A delete holds its segment's row
+    exclusively: whoever comes second waits and then sees what the first one committed. SQLite has no row
+    locks, but lets one writer in at a time (BEGIN IMMEDIATE), which serialises the same transactions."""
+    wanted = sorted(set(segment_ids))
+    if not wanted:
+        return set()
+    return set(session.scalars(select(segments.c.id).where(segments.c.shop_id == shop_id, segments.c.id.in_(wanted))
+                               .order_by(segments.c.id).with_for_update(read=share)))
+
+
+def bind_segments(session: Session, shop_id: int, definition: dict, *, lock: bool = False) -> tuple[dict, list[str]]:
     """The definition with every segment it names (the segment_entered/left trigger's `segment`, the values of
     conditions on `customer.segments`) replaced by the segment's id, so renaming a segment never silently
-    unhooks a flow; and the problems (a name or id the shop has no segment for)."""
+    unhooks a flow; and the problems (a name or id the shop has no segment for).
+
+    `lock` (saving or switching on a flow): the segments it names are held against deletion until the
+    transaction ends, so a concurrent DELETE /segments/<id> either waits and then sees this flow, or has
+    deleted the segment first and this answers "no segment"."""
     definition = copy.deepcopy(definition)
     by_name = dict(session.execute(select(segments.c.name, segments.c.id).where(segments.c.shop_id == shop_id)).all())
     known = set(by_name.values())
     problems: list[str] = []
+    used: set[int] = set()
 
     def bind(value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -487,8 +518,10 @@ def bind_segments(session: Session, shop_id: int, definition: dict) -> tuple[dic
             problems.append(f"{where}: no segment with id {value}")
         elif isinstance(value, str) and value not in by_name:
             problems.append(f"{where}: no segment named {value!r}")
-        elif isinstance(value, str):
-            return by_name[value]
+        else:
+            used.add(by_name[value] if isinstance(value, str) else value)
+            if isinstance(value, str):
+                return by_name[value]
         return value
 
     if definition.get("trigger") in SEGMENT_SIGNALS and "segment" in definition:
@@ -498,6 +531,9 @@ def bind_segments(session: Session, shop_id: int, definition: dict) -> tuple[dic
             value = condition.get("value")
             where = f"condition on {SEGMENT_FIELD}"
             condition["value"] = [bind(v, where) for v in value] if isinstance(value, list) else bind(value, where)
+    if lock and used:
+        gone = used - lock_segments(session, shop_id, used, share=True)
+        problems += [f"segment {segment_id} was deleted meanwhile" for segment_id in sorted(gone)]
     return definition, problems
 
 
@@ -533,7 +569,10 @@ def bind_stored_names(session: Session, segment: Segment) -> int:
 
     rewritten = 0
     for model in (Flow, FlowVersion):
-        for row in session.scalars(select(model).where(model.shop_id == segment.shop_id)):
+        query = select(model).where(model.shop_id == segment.shop_id).order_by(model.id)
+        if model is Flow:  # an edit saved meanwhile is read (and kept), never overwritten with the old definition
+            query = query.with_for_update().execution_options(populate_existing=True)
+        for row in session.scalars(query):
             if not row.definition or not names_segment(row.definition, segment, by_id=False):
                 continue
             definition = copy.deepcopy(row.definition)
@@ -564,7 +603,7 @@ def flows_using(session: Session, segment: Segment) -> list[dict]:
 
     using: dict[int, dict] = {}
     for flow in session.scalars(select(Flow).where(Flow.shop_id == segment.shop_id, Flow.enabled.is_(True))
-                                .order_by(Flow.id)):
+                                .order_by(Flow.id).execution_options(populate_existing=True)):
         if names_segment(flow.definition or {}, segment):
             using[flow.id] = {"id": flow.id, "name": flow.name, "enabled": True, "runs_in_flight": False}
     in_flight = session.execute(select(Flow.id, Flow.name, Flow.enabled, FlowVersion.definition).join(
@@ -580,7 +619,12 @@ def flows_using(session: Session, segment: Segment) -> list[dict]:
 
 
 def delete_segment(session: Session, segment: Segment) -> None:
-    """Delete the segment and its stored members; SegmentInUse (naming the flows) when a flow still needs it."""
+    """Delete the segment and its stored members; SegmentInUse (naming the flows) when a flow still needs it.
+
+    The segment's row is locked first (lock_segments): a flow being saved or switched on with it commits
+    before the check below reads the flows, and one that comes later finds the segment gone."""
+    if not lock_segments(session, segment.shop_id, [segment.id]):
+        return  # deleted meanwhile
     using = flows_using(session, segment)
     if using:
         raise SegmentInUse(using)

@@ -26,11 +26,23 @@ SIGNAL_KINDS = (
 SIGNAL_MAX_AGE = dt.timedelta(days=7)
 _PERSONAL_KEYS = {"email", "phone", "first_name", "last_name", "name", "address", "shipping_address",
                   "billing_address", "recipient", "ip", "ip_address"}
-PAID_STATUSES = {"paid", "partially_refunded", "refunded"}
+# "authorized" (Shopify: the card payment is authorized, the shop captures it later): the customer's part is done,
+# so no "finish your payment" may reach them and flows that start on payment start now.
+PAID_STATUSES = {"paid", "partially_refunded", "refunded", "authorized"}
 
 
 class PersonalDataInSignal(ValueError):
     """A payload key that would carry personal data into a table erasure does not clean."""
+
+
+def cause_chain(payload: dict | None) -> list[int]:
+    """The flows, first to last, whose runs led to a signal (a tag or segment change made by a flow's tag step):
+    its `caused_by`, or for a signal written before that field, the one flow it names."""
+    payload = payload or {}
+    chain = [flow_id for flow_id in payload.get("caused_by") or [] if isinstance(flow_id, int)]
+    if payload.get("source") == "flow" and isinstance(payload.get("flow_id"), int) and payload["flow_id"] not in chain:
+        chain.append(payload["flow_id"])
+    return chain
 
 
 def _plain(value: Any) -> Any:

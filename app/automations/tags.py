@@ -1,8 +1,9 @@
 """Tags on customers, set by hand through the API or by a flow's `tag` step; each change is a signal.
 
 Tag names are matched without regard to case ("VIP" and "vip" are one tag to a shop owner); the first
-spelling used is the one kept. A change a flow made says so in its signal (`source: flow`, `flow_id`), so that
-flow is never started again by its own tag (app.automations.engine).
+spelling used is the one kept. A change a flow made says so in its signal (`source: flow`, `flow_id`, and
+`caused_by`, the chain of flows that led to it), so no flow in that chain is started again by it
+(app.automations.engine).
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def ensure_tag(session: Session, shop_id: int, raw_name: str) -> Tag:
     return tag
 
 
-def signal_payload(tag: Tag, source: str, flow_id: int | None = None) -> dict:
-    return {"tag": tag.name, "source": source, **({"flow_id": flow_id} if flow_id is not None else {})}
+def signal_payload(tag: Tag, source: str, flow_id: int | None = None, caused_by: list[int] | None = None) -> dict:
+    """`caused_by`: the flows, first to last, whose runs led to this change (app.automations.engine.cause_chain)."""
+    return {"tag": tag.name, "source": source, **({"flow_id": flow_id} if flow_id is not None else {}),
+            **({"caused_by": list(caused_by)} if caused_by else {})}
 
 
 def add_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
@@ -70,7 +73,7 @@ def add_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, 
 
 
 def remove_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, *, source: str = "api",
-               flow_id: int | None = None, now: dt.datetime | None = None) -> bool:
+               flow_id: int | None = None, caused_by: list[int] | None = None, now: dt.datetime | None = None) -> bool:
     """Untag the customer; True when they had the tag (then `tag_removed` is signalled)."""
     name, now = tag_name(raw_name), now or utcnow()
     tag = _find(session, shop_id, name)
@@ -82,8 +85,8 @@ def remove_tag(session: Session, shop_id: int, customer_id: int, raw_name: str, 
     if not removed:
         return False
     emit_signal(session, shop_id, "tag_removed", dedupe_key=f"tag_removed:{customer_id}:{tag.id}:{now.timestamp()}",
-                customer_id=customer_id, subject=("customer", customer_id), payload=signal_payload(tag, source, flow_id),
-                now=now)
+                customer_id=customer_id, subject=("customer", customer_id),
+                payload=signal_payload(tag, source, flow_id, caused_by), now=now)
     return True
 
 

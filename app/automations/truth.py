@@ -4,21 +4,34 @@ A check answers what the store says *now* about a cart or an order: orders place
 last touched that match its token, email or phone, whether the checkout completed, whether an order is paid,
 and for an order the links the store gives for paying it (`StoreOrder.payment_url`, `status_url`).
 When the store cannot be asked, the check raises StoreUnreachable and the caller postpones; it never guesses.
+
+Many runs of one shop due at once share one read (`LiveReads`): the store's orders changed since the earliest
+`since` among them, read once in pages (a platform's registered window read), and each run's LiveQuery answered
+from that with the same matching rules. A window wider than a bound, or a read that fails, falls back to one
+read per run; nothing is ever assumed bought or not bought without the store having answered.
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Callable
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from connectors.records import StoreOrder
 
+log = logging.getLogger(__name__)
+
 
 class StoreUnreachable(Exception):
     """The store could not be asked (down, throttled, token revoked); try again later."""
+
+
+class WindowTooWide(Exception):
+    """More changed orders since the window's start than a shared read may page through; ask run by run."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,142 @@ def purchase_since(live: LiveState, query: LiveQuery, *, exclude_platform_id: st
     return None
 
 
+# --- one read for many runs ------------------------------------------------------------------------------
+
+WINDOW_PAGES = 20  # pages a shared read may take; a wider window is read run by run (never more pages than runs)
+WINDOW_MIN_RUNS = 2  # a lone run keeps its own read
+WINDOW_FRESH_SECONDS = 60.0  # a shared read older than this is taken again for the runs still waiting
+
+
+def _to_second(moment: dt.datetime) -> dt.datetime:
+    """Store search filters work to the second (`updated_at:>=…`, `modified_after`)."""
+    return moment.astimezone(dt.timezone.utc).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class StoreWindow:
+    """What one shop's store held when read: every order changed since `since`, and the checkouts completed since."""
+    shop_id: int
+    since: dt.datetime
+    orders: tuple[StoreOrder, ...] = ()
+    completed_checkouts: tuple[tuple[str, dt.datetime], ...] = ()  # (token, updated at)
+    checked_at: dt.datetime | None = None
+    partial: frozenset[str] = frozenset()
+    _index: dict[tuple[str, str], list[int]] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for position, order in enumerate(self.orders):  # who could match an order: its id, tokens, email, phone
+            keys = [("id", order.platform_id), ("token", order.cart_token), ("token", order.checkout_token),
+                    ("email", (order.email or "").lower()), ("phone", order.phone)]
+            for key in {key for key in keys if key[1]}:
+                self._index.setdefault(key, []).append(position)
+
+    def answer(self, query: LiveQuery) -> LiveState:
+        """The LiveState a read of the store for `query` alone would have given, from the shared read."""
+        floor = _to_second(query.since)
+        keys = [("id", query.order_platform_id), ("email", (query.email or "").lower()), ("phone", query.phone)]
+        keys += [("token", token) for token in query.tokens]
+        positions = sorted({p for key in keys if key[1] for p in self._index.get(key, ())})  # in the store's order
+        orders = tuple(order for order in (self.orders[p] for p in positions)
+                       if (order.platform_id == query.order_platform_id or order.updated_at >= floor)
+                       and order_matches(order, query))
+        completed = any(token in query.tokens and at >= floor for token, at in self.completed_checkouts)
+        return LiveState(orders=orders, checkout_completed=completed, checked_at=self.checked_at,
+                         partial=frozenset(o.platform_id for o in orders if o.platform_id in self.partial))
+
+
+# read(sessions, settings, queries, max_pages) -> StoreWindow; WindowTooWide past max_pages, StoreUnreachable on failure
+WindowRead = Callable[[sessionmaker[Session], Settings, Sequence[LiveQuery], int], StoreWindow]
+_window_reads: dict[str, WindowRead] = {}
+
+
+def register_window_read(platform: str) -> Callable[[WindowRead], WindowRead]:
+    """Register the shared read of `platform`: its orders changed since the earliest `since` of the queries."""
+    def register(func: WindowRead) -> WindowRead:
+        _window_reads[platform] = func
+        return func
+
+    return register
+
+
+class LiveReads:
+    """The live state of each run of a batch (one shop), asked group by group just before each group runs.
+
+    With several runs to check and a window read for the platform, the store is read once for all the runs still
+    waiting and each run is answered from that read; the read is taken again when it is older than
+    WINDOW_FRESH_SECONDS. A window wider than WINDOW_PAGES (or than the number of runs) or a shared read that
+    fails falls back to one read per run, and then the first run the store does not answer postpones the rest
+    of the batch with it: a store that has just failed is not asked once more per run.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, queries: dict[int, LiveQuery | None], *,
+                 clock: Callable[[], float] = time.monotonic):
+        self.sessions, self.settings, self.clock = sessions, settings, clock
+        self.queries = {run_id: query for run_id, query in queries.items() if query is not None}
+        self.waiting = list(self.queries)
+        kinds = {(query.shop_id, query.platform) for query in self.queries.values()}
+        self.shared = (len(self.queries) >= WINDOW_MIN_RUNS and len(kinds) == 1
+                       and next(iter(kinds))[1] in _window_reads)
+        self.window: StoreWindow | None = None
+        self.window_runs: set[int] = set()
+        self.window_read_at = 0.0
+        self.stop_at_first_failure = False
+        self.failure: StoreUnreachable | None = None
+
+    def states(self, run_ids: Iterable[int]) -> dict[int, LiveState | StoreUnreachable]:
+        wanted = [run_id for run_id in run_ids if run_id in self.queries]
+        if not wanted:
+            return {}
+        if self.shared and (self.window is None or not set(wanted) <= self.window_runs
+                            or self.clock() - self.window_read_at > WINDOW_FRESH_SECONDS):
+            again = list(dict.fromkeys(wanted + self.waiting))
+            if len(again) < WINDOW_MIN_RUNS:  # the last run of a long batch: its own read, as a lone run
+                self.shared, self.window = False, None
+            else:
+                self._read_window(again)
+        if self.shared and self.window is not None:
+            found: dict[int, LiveState | StoreUnreachable] = {
+                run_id: self.window.answer(self.queries[run_id]) for run_id in wanted}
+        else:
+            found = self._each(wanted)
+        done = set(wanted)
+        self.waiting = [run_id for run_id in self.waiting if run_id not in done]
+        return found
+
+    def _read_window(self, run_ids: list[int]) -> None:
+        asked = [self.queries[run_id] for run_id in run_ids]
+        platform = asked[0].platform
+        try:
+            started = self.clock()
+            self.window = _window_reads[platform](self.sessions, self.settings, asked, min(WINDOW_PAGES, len(asked)))
+            self.window_runs, self.window_read_at = set(run_ids), started
+            return
+        except WindowTooWide as exc:
+            log.info("live store window too wide to share; reading run by run",
+                     extra={"shop_id": asked[0].shop_id, "runs": len(asked), "reason": str(exc)[:200]})
+        except StoreUnreachable as exc:
+            log.warning("shared live store read failed; reading run by run",
+                        extra={"shop_id": asked[0].shop_id, "runs": len(asked), "error": str(exc)[:300]})
+        except Exception:  # a fault in the shared read must not hold back reminders the per-run read can check
+            log.exception("shared live store read broke; reading run by run",
+                          extra={"shop_id": asked[0].shop_id, "runs": len(asked)})
+        self.shared, self.window, self.stop_at_first_failure = False, None, True
+
+    def _each(self, run_ids: list[int]) -> dict[int, LiveState | StoreUnreachable]:
+        found: dict[int, LiveState | StoreUnreachable] = {}
+        for run_id in run_ids:
+            if self.failure is not None:
+                found[run_id] = self.failure
+                continue
+            try:
+                found[run_id] = read_live_state(self.sessions, self.settings, self.queries[run_id])
+            except StoreUnreachable as exc:
+                found[run_id] = exc
+                if self.stop_at_first_failure:
+                    self.failure = exc
+        return found
+
+
 # --- Shopify -------------------------------------------------------------------------------------------
 
 _SHOPIFY_PAGES = 5
@@ -133,6 +282,74 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
     return LiveState(orders=matching, checkout_completed=completed, checked_at=utcnow(), partial=frozenset(partial))
 
 
+# Enough lines per order to store most orders whole within the page's cost budget (800 points): more are "partial".
+_WINDOW_ORDERS_PAGE, _WINDOW_ORDER_LINES = 50, 13
+_WINDOW_CHECKOUTS_PAGE = 250
+_CHECKOUT_STATE_FIELDS = "id abandonedCheckoutUrl createdAt updatedAt completedAt"  # a point per checkout
+
+
+@register_window_read("shopify")
+def shopify_store_window(sessions: sessionmaker[Session], settings: Settings, asked: Sequence[LiveQuery],
+                         max_pages: int) -> StoreWindow:
+    """Orders updated since the earliest `since` (oldest change first), and abandoned checkouts updated since then
+    when a query carries cart tokens; each at most `max_pages` pages."""
+    from app.jobs.runner import PermanentJobError
+    from app.models import utcnow
+    from app.shopify.access import admin_client
+    from connectors.errors import ConnectorError
+    from connectors.shopify import mapping, queries
+
+    shop_id, since = asked[0].shop_id, min(query.since for query in asked)
+    search = f"updated_at:>='{_to_second(since).strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+    try:
+        client = admin_client(sessions, settings, shop_id, quick=True)
+        fields = queries.order_fields(client.api_version)
+        if any(query.order_platform_id for query in asked):  # a message about an order may carry its payment link
+            fields = f"{fields} {queries.ORDER_PAYMENT_FIELDS}"
+        order_query = queries.updated_since_query("OrdersUpdatedSince", "orders", fields, sort_key="UPDATED_AT",
+                                                  lines=("lineItems", queries.ORDER_LINE_FIELDS))
+        orders: dict[str, StoreOrder] = {}
+        partial: set[str] = set()
+        variables: dict = {"first": _WINDOW_ORDERS_PAGE, "after": None, "query": search, "lines": _WINDOW_ORDER_LINES}
+        for page_number in range(max_pages + 1):
+            if page_number == max_pages:
+                raise WindowTooWide(f"more than {max_pages} pages of orders updated since {since.isoformat()}")
+            connection = client.graphql(order_query, variables).get("orders") or {}
+            for node in connection.get("nodes") or []:
+                order = mapping.order_from_node(node)
+                orders[order.platform_id] = order
+                if ((node.get("lineItems") or {}).get("pageInfo") or {}).get("hasNextPage"):
+                    partial.add(order.platform_id)
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage"):
+                break
+            variables["after"] = page.get("endCursor")
+        completed: list[tuple[str, dt.datetime]] = []
+        if any(query.tokens for query in asked):
+            checkout_query = queries.updated_since_query("AbandonedCheckoutsUpdatedSince", "abandonedCheckouts",
+                                                         _CHECKOUT_STATE_FIELDS, sort_key="ID")
+            variables = {"first": _WINDOW_CHECKOUTS_PAGE, "after": None, "query": search}
+            for page_number in range(max_pages + 1):
+                if page_number == max_pages:
+                    raise WindowTooWide(f"more than {max_pages} pages of checkouts updated since {since.isoformat()}")
+                connection = client.graphql(checkout_query, variables).get("abandonedCheckouts") or {}
+                for node in connection.get("nodes") or []:
+                    if node.get("completedAt"):
+                        token = mapping.checkout_token_from_url(node.get("abandonedCheckoutUrl")) or \
+                            mapping.gid_tail(node.get("id"))
+                        at = mapping.parse_time(node.get("updatedAt")) or mapping.parse_time(node.get("createdAt"))
+                        if token and at:
+                            completed.append((token, at))
+                page = connection.get("pageInfo") or {}
+                if not page.get("hasNextPage"):
+                    break
+                variables["after"] = page.get("endCursor")
+    except (ConnectorError, PermanentJobError) as exc:
+        raise StoreUnreachable(f"shopify: {type(exc).__name__}: {exc}") from None
+    return StoreWindow(shop_id, since, tuple(orders.values()), tuple(completed), checked_at=utcnow(),
+                       partial=frozenset(partial))
+
+
 # --- WooCommerce -----------------------------------------------------------------------------------------
 
 # Read-only fields of a wc/v3 order: the "order-pay" link, and whether that page will take a payment now.
@@ -171,3 +388,44 @@ def woocommerce_live_state(sessions: sessionmaker[Session], settings: Settings, 
         raise StoreUnreachable(f"woocommerce: {type(exc).__name__}: {exc}") from None
     matching = tuple(order for order in orders if order_matches(order, query))
     return LiveState(orders=matching, checked_at=utcnow())
+
+
+_WINDOW_WOO_PAGE = 100  # WooCommerce's largest page
+
+
+@register_window_read("woocommerce")
+def woocommerce_store_window(sessions: sessionmaker[Session], settings: Settings, asked: Sequence[LiveQuery],
+                             max_pages: int) -> StoreWindow:
+    """Orders modified since the earliest `since`, at most `max_pages` pages of 100 (told by the first page)."""
+    from app.models import Shop, utcnow
+    from app.woocommerce.access import store_client
+    from connectors.errors import ConnectorError
+    from connectors.woocommerce import mapping
+    from connectors.woocommerce.client import ORDER_FIELDS, PageProgress
+
+    shop_id, since = asked[0].shop_id, min(query.since for query in asked)
+    subjects = {query.order_platform_id for query in asked if query.order_platform_id}
+    with sessions() as session:
+        shop = session.get(Shop, shop_id)
+    if shop is None or shop.status != "active" or shop.credentials is None:
+        raise StoreUnreachable(f"woocommerce shop {shop_id} is not connected")
+
+    def bounded(progress: PageProgress) -> None:
+        if progress.total_pages is not None and progress.total_pages > max_pages:
+            raise WindowTooWide(f"{progress.total_items} orders modified since {since.isoformat()}")
+
+    try:
+        client = store_client(settings, shop, quick=True)
+        params = {"modified_after": mapping.format_gmt(since), "dates_are_gmt": "true", "per_page": _WINDOW_WOO_PAGE,
+                  "_fields": ",".join(ORDER_FIELDS + PAYMENT_FIELDS)}
+        orders: dict[str, StoreOrder] = {}
+        for index, payload in enumerate(client.iter_raw("orders", params, adaptive=False, on_page=bounded)):
+            if index >= max_pages * _WINDOW_WOO_PAGE:  # no page count told (a proxy ate the headers)
+                raise WindowTooWide(f"more than {max_pages} pages of orders modified since {since.isoformat()}")
+            if payload.get("status") == "checkout-draft" and str(payload.get("id")) not in subjects:
+                continue
+            order = mapping.order_from_payload(payload)
+            orders[order.platform_id] = order  # an order that moved between pages is read twice: keep one
+    except ConnectorError as exc:
+        raise StoreUnreachable(f"woocommerce: {type(exc).__name__}: {exc}") from None
+    return StoreWindow(shop_id, since, tuple(orders.values()), checked_at=utcnow())
