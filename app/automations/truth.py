@@ -2,7 +2,7 @@
 
 A check answers what the store says *now* about a cart or an order: orders placed since the cart was
 last touched that match its token, email or phone, whether the checkout completed, whether an order is paid,
-and for an order the links the store gives for paying it (`StoreOrder.payment_url`, `status_url`).
+and for an order the link the store gives for paying it (`StoreOrder.payment_url`).
 When the store cannot be asked, the check raises StoreUnreachable and the caller postpones; it never guesses.
 
 Many runs of one shop due at once share one read (`LiveReads`): the store's orders changed since the earliest
