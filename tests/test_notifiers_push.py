@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from py_vapid import Vapid02
@@ -100,3 +102,67 @@ def test_the_vapid_key_is_generated_once_and_kept_encrypted(tmp_path):
     second = load_or_create_vapid_key(tmp_path)
     assert application_server_key(first) == application_server_key(second)
     assert "PRIVATE KEY" not in (tmp_path / "vapid.json").read_text()
+
+
+class _ForwardProxy:
+    """A plain HTTP forward proxy on loopback that answers for the push service and records what it was asked."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                return
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(self.path)  # a proxied request names the whole URL
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    running = _ForwardProxy()
+    monkeypatch.setenv("http_proxy", running.url)
+    yield running
+    running.stop()
+
+
+def test_a_push_goes_through_the_proxy_the_environment_names(push_service, vapid, proxy):
+    browser = BrowserSubscription.create(f"{push_service.origin}/push/abc")
+    outcome = PushNotifier(vapid, PushSettings(subject="mailto:ops@example.pl")).send(_envelope(browser))
+    assert outcome.status == ACCEPTED
+    assert proxy.received == [f"{push_service.origin}/push/abc"] and push_service.received == []
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost, 127.0.0.1", "127.0.0.0/8", "*"])
+def test_a_push_service_on_the_no_proxy_list_is_reached_directly(push_service, vapid, proxy, monkeypatch, no_proxy):
+    monkeypatch.setenv("no_proxy", no_proxy)
+    browser = BrowserSubscription.create(f"{push_service.origin}/push/abc")
+    outcome = PushNotifier(vapid, PushSettings(subject="mailto:ops@example.pl")).send(_envelope(browser))
+    assert outcome.status == ACCEPTED
+    assert len(push_service.received) == 1 and proxy.received == []
+
+
+@pytest.mark.parametrize("no_proxy", ["10.0.0.0/8", "push.example.com", "127.0.0.2"])
+def test_a_no_proxy_list_that_does_not_name_the_push_service_keeps_the_proxy(push_service, vapid, proxy, monkeypatch,
+                                                                             no_proxy):
+    monkeypatch.setenv("no_proxy", no_proxy)
+    browser = BrowserSubscription.create(f"{push_service.origin}/push/abc")
+    PushNotifier(vapid, PushSettings(subject="mailto:ops@example.pl")).send(_envelope(browser))
+    assert len(proxy.received) == 1 and push_service.received == []

@@ -5,6 +5,7 @@ import datetime as dt
 import os
 import signal
 import time
+from collections import Counter
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
@@ -12,10 +13,12 @@ import pytest
 from sqlalchemy import select, update
 
 from app.jobs.queue import jobs, requeue_expired_leases
+from app.messaging.send import GROUP_SIZE
 from app.messaging.outbox import schedule_message
 from app.models import Cart, Consent, Message, Suppression, utcnow
 from app.runtime import build_runtime
 from app.tenancy import shop_context
+from tests.conftest import wait_until
 from tests.messaging_fakes import SmtpSink
 from tests.outbox_helpers import (CART_CONTEXT, PUBLIC_URL, SHIPPED_CONTEXT, attempts_of, gates_of, make_jobs_due,
                                   make_marketing_customer, message_row, provider_env, schedule, send_jobs, work)
@@ -293,6 +296,34 @@ def test_a_worker_killed_mid_send_leaves_the_message_unknown_and_it_is_never_sen
     message = message_row(mail_runtime, shop_id, scheduled.message_id)
     assert message.status == "unknown" and sink.handler.bodies == 1
     assert [a.outcome for a in attempts_of(mail_runtime, shop_id, scheduled.message_id)] == ["unknown"]
+
+
+def test_a_worker_killed_mid_batch_sends_nothing_twice_and_leaves_at_most_two_groups_unknown(mail_runtime, sink,
+                                                                                             processes):
+    sink.handler.data_delay = 0.05  # slow enough to kill the worker with a batch half sent
+    shop_id, _ = make_marketing_customer(mail_runtime, consent=())
+    with mail_runtime.sessions.begin() as session, shop_context(shop_id):
+        ids = [schedule_message(session, shop_id=shop_id, channel="email", kind="shipping", template="order_shipped",
+                                recipient=f"buyer{n}@example.pl", context=SHIPPED_CONTEXT,
+                                dedupe_parts=(f"order-{n}",)).message_id for n in range(48)]
+    worker = processes.start("worker", **provider_env(sink))
+    wait_until(lambda: sink.handler.bodies >= 12 or worker.poll() is not None, timeout=60)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    left_sending = [m for m in ids if message_row(mail_runtime, shop_id, m).status == "sending"]
+    assert 0 < len(left_sending) <= 2 * GROUP_SIZE, processes.log_of(worker)
+    sink.handler.data_delay = 0.0
+    with mail_runtime.engine.begin() as conn:  # the leases run out, and the sweeper hands the jobs on
+        conn.execute(update(jobs).where(jobs.c.status == "running").values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+        requeue_expired_leases(conn)
+    work(mail_runtime)
+    time.sleep(0.2)  # the sink finishes the reply it was holding when the worker died
+    statuses = {m: message_row(mail_runtime, shop_id, m).status for m in ids}
+    unknown = [m for m, status in statuses.items() if status == "unknown"]
+    assert set(statuses.values()) <= {"sent", "unknown"} and sorted(unknown) == sorted(left_sending)
+    arrived = Counter(address for envelope in sink.handler.received for address in envelope.rcpt_tos)
+    assert max(arrived.values()) == 1  # never twice
+    assert {f"buyer{n}@example.pl" for n, m in enumerate(ids) if statuses[m] == "sent"} <= set(arrived)
 
 
 def test_a_shop_over_its_sends_per_minute_waits_its_turn(make_settings, sink):

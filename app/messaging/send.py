@@ -2,8 +2,9 @@
 
 A send job also takes the shop's other due messages on the same channel (up to `BATCH_LIMIT`, claiming their
 jobs as its own) so that one worker keeps one provider connection busy instead of paying a job's overhead
-per message. Each message still goes through every step on its own: gates right before its send, its own
-committed `sending` mark before the call, its outcome recorded (in the transaction that marks the next one).
+per message. They go a group (`GROUP_SIZE`) at a time, and each message still goes through every step on its
+own: its gates in the transaction that commits its own `sending` mark, that commit before its call, its outcome
+recorded (in the transaction that marks the next group). Only the transaction is shared within a group.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from jinja2 import TemplateError
-from sqlalchemy import bindparam, exists, func, insert, literal, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 8
 BATCH_LIMIT = 64  # messages one send job takes on for its shop and channel
 PUSH_SENDERS = 2  # threads making a batch's push calls (the HTTP pool keeps 2 connections per push service)
+GROUP_SIZE = 8  # messages of a batch whose `sending` marks commit together (a worker has at most two groups out)
 SEND_LEASE_SECONDS = 120
 
 messages_table = Message.__table__
@@ -70,81 +72,153 @@ class _Sent:
     """A message that left (or may have) whose outcome is not yet committed."""
 
     message_id: int
-    attempt_id: int
+    shop_id: int
     attempt_no: int
     outcome: SendOutcome | None  # None while the call is under way
     job: ClaimedJob | None
     message: Message | None = None
 
 
+@dataclass
+class _Ready:
+    """One message of a group, composed before the group's transaction opens."""
+
+    message: Message | None
+    job: ClaimedJob | None
+    now: dt.datetime
+    due: bool = False
+    shop: Shop | None = None
+    customer: Customer | None = None
+    envelope: Envelope | None = None
+    notifier: object | None = None
+    failure: Exception | None = None  # the message cannot be built: reported only if the gates let it through
+    ahead: int = 0  # messages of the batch still to come after this one
+    trace: list | None = None
+
+
 class SendRun:
-    """One send job's walk through its messages. Each commit holds one message's `sending` mark together with the
-    outcomes that came back since the last one; the companion jobs are marked done at the end."""
+    """One send job's walk through its messages, a group at a time.
+
+    A group's transaction writes the outcomes that came back since the last one, runs each message's gates and
+    commits the `sending` marks of those that may go; only then are they handed to the provider, one by one.
+    The companion jobs are marked done at the end.
+    """
 
     def __init__(self, ctx: JobContext):
         self.ctx = ctx
         self.session = ctx.session
         self.sent: list[_Sent] = []  # sends whose outcome is known but not yet written
-        self.sender: _Sender | None = None  # makes the provider calls of the companions, one at a time
+        self.sender: _Sender | None = None  # makes the provider calls of the companions
         self.written: list[_Sent] = []  # outcomes written in the open transaction
         self.done_jobs: list[ClaimedJob] = []  # companion jobs whose message is settled; marked done at the end
         self.shops: dict[int, Shop] = {}
         self.notifiers: dict[tuple[int, str], object] = {}
         self.loaded: list = []  # the batch's rows: the session's identity map holds them only weakly
         self.allowance = SendAllowance(ctx.settings)
-        self.ahead = 0  # messages of the batch still to come after the current one
+        self.subscription_states: dict[int, str] = {}  # the current group's push subscriptions, read in its transaction
 
     def send(self, message_id: int, job: ClaimedJob | None = None) -> Message | None:
-        """Gates, the committed `sending` mark and the notifier call for one message; returns it when it was due.
+        """Gates, the committed `sending` mark and the notifier call for one message; returns it when it was due."""
+        return self._send_group([(message_id, job)])[0]
 
-        The message is composed before its transaction opens (from rows loaded with the batch): on SQLite a
-        transaction holds the one writer lock, and rendering inside it would keep the other workers waiting.
+    def _send_group(self, items: list[tuple[int, ClaimedJob | None]], ahead: int = 0) -> list[Message | None]:
+        """Up to GROUP_SIZE messages: composed first, then one transaction for their gates and `sending` marks.
+
+        Each message still gets its own gates, trace, mark and attempt row; only the commit is shared. On SQLite a
+        transaction holds the one writer lock, so the rendering happens before it opens.
         """
+        ready = [self._compose(message_id, job, ahead + len(items) - index - 1)
+                 for index, (message_id, job) in enumerate(items)]
+        if self.sender is not None:
+            # Besides the group about to be marked, at most one group may be waiting for the provider: a worker
+            # that dies leaves at most 2 * GROUP_SIZE messages `sending` (they become `unknown`).
+            self.sender.wait_until_at_most(GROUP_SIZE)
+        self._write_outcome()
+        # The gates read live rows in the transaction that commits the marks; a group's push subscriptions in one go.
+        self.subscription_states = _subscription_states(
+            self.session, [item.message for item in ready if item.due and item.message.channel == "push"])
+        results = [self._gate(item) for item in ready]
+        claiming = [index for index, result in enumerate(results) if result is _CLAIM]
+        if not claiming:
+            return results
+        # For email and push the mark also checks the suppression list (see _gate); SMS looked at it already.
+        won = _claim_for_sending(self.session, [(ready[i].message, ready[i].trace) for i in claiming
+                                                if ready[i].message.channel != "sms"], check_suppression=True)
+        won |= _claim_for_sending(self.session, [(ready[i].message, ready[i].trace) for i in claiming
+                                                 if ready[i].message.channel == "sms"])
+        going = []
+        for index in claiming:
+            item = ready[index]
+            if item.message.id in won:
+                going.append(item)
+                results[index] = item.message
+            else:
+                results[index] = self._lost_claim(item)
+        attempts = _start_attempts(self.session, [(item.message, item.notifier.provider) for item in going])
+        # The marks must be durable before anything leaves: a worker that dies now leaves `sending` behind.
+        self._commit()
+        for item in going:
+            sent = _Sent(item.message.id, item.message.shop_id, attempts[item.message.id], None, item.job, item.message)
+            if self.sender is not None:
+                self.sender.submit(item.notifier, item.envelope, sent)
+            else:
+                self.sent.append(dataclasses.replace(sent, outcome=item.notifier.send(item.envelope)))
+        return results
+
+    def _compose(self, message_id: int, job: ClaimedJob | None, ahead: int) -> _Ready:
         session = self.session
         message = session.get(Message, message_id)
+        now = utcnow()
+        item = _Ready(message, job, now, ahead=ahead)
         if message is None:
-            self._write_outcome()
+            return item
+        item.due = message.status == "scheduled" and message.due_at <= now + dt.timedelta(seconds=1)
+        if not item.due:
+            return item
+        shop = item.shop = self.shops.get(message.shop_id) or session.get(Shop, message.shop_id)
+        self.shops[shop.id] = shop
+        item.customer = session.get(Customer, message.customer_id) if message.customer_id is not None else None
+        try:
+            item.envelope = compose(message, shop, item.customer, self.ctx.settings, now)
+            notifier = self.notifiers.get((shop.id, message.channel))
+            if notifier is None:  # per run: working out a shop's relay decrypts its credentials
+                notifier = self.notifiers[(shop.id, message.channel)] = notifier_for(shop, message.channel,
+                                                                                      self.ctx.settings)
+            item.notifier = notifier
+        except (TemplateMissing, ChannelNotConfigured, TemplateError, ValueError, LookupError, ArithmeticError) as exc:
+            item.failure = exc
+        return item
+
+    def _gate(self, item: _Ready):
+        """The message's gates, in the group's transaction: _CLAIM when it may go, else how it ended (or None)."""
+        session, message, job, now = self.session, item.message, item.job, item.now
+        if message is None:
             self._job_done(job)
             return None
-        now = utcnow()
-        due = message.status == "scheduled" and message.due_at <= now + dt.timedelta(seconds=1)
-        shop = customer = envelope = notifier = None
-        failure: Exception | None = None
-        if due:
-            shop = self.shops.get(message.shop_id) or session.get(Shop, message.shop_id)
-            self.shops[shop.id] = shop
-            customer = session.get(Customer, message.customer_id) if message.customer_id is not None else None
-            try:
-                envelope = compose(message, shop, customer, self.ctx.settings, now)
-                notifier = self.notifiers.get((shop.id, message.channel))
-                if notifier is None:  # per run: working out a shop's relay decrypts its credentials
-                    notifier = self.notifiers[(shop.id, message.channel)] = notifier_for(shop, message.channel,
-                                                                                          self.ctx.settings)
-            except (TemplateMissing, ChannelNotConfigured, TemplateError, ValueError, LookupError, ArithmeticError) as exc:
-                failure = exc  # reported only if the gates let the message through
-
-        self._write_outcome()
         if message.status == "sending":
             _settle_lost_send(session, message, now)
             self._job_done(job)
             return None
-        if not due:
+        if not item.due:
             self._job_done(job)
             return None  # settled already, or moved to a later time whose own job will come
+        shop, customer = item.shop, item.customer
 
         # For email and push the suppression list is checked by the `sending` mark itself (one statement less
         # per message); any other ending looks at it first, so a suppressed address is never merely deferred.
         optimistic = message.channel != "sms"
-        verdicts = evaluate_gates(session, message, shop, customer, now, suppression_in_claim=optimistic)
+        states = self.subscription_states if message.channel == "push" else None
+        verdicts = evaluate_gates(session, message, shop, customer, now, suppression_in_claim=optimistic,
+                                  subscription_states=states)
         stop = next((v for v in verdicts if v.result != gates.PASS), None)
         if optimistic and stop is not None and stop.gate in GATES_AFTER_SUPPRESSION:
-            verdicts = evaluate_gates(session, message, shop, customer, now)
+            verdicts = evaluate_gates(session, message, shop, customer, now, subscription_states=states)
             stop = next((v for v in verdicts if v.result != gates.PASS), None)
         busy_until = None
         if stop is None:
-            busy_until = self.allowance.busy_until(session, message, now, wanted=1 + self.ahead)
-            if optimistic and (busy_until is not None or failure is not None) and _suppressed(session, message):
-                verdicts = evaluate_gates(session, message, shop, customer, now)
+            busy_until = self.allowance.busy_until(session, message, now, wanted=1 + item.ahead)
+            if optimistic and (busy_until is not None or item.failure is not None) and _suppressed(session, message):
+                verdicts = evaluate_gates(session, message, shop, customer, now, subscription_states=states)
                 stop = next((v for v in verdicts if v.result != gates.PASS), None)
         trace = [*message.gate_trace, *(v.trace(now) for v in verdicts)]
         if stop is not None:
@@ -157,15 +231,16 @@ class SendRun:
             reschedule(session, message, busy_until)
             self._job_done(job)
             return message
-        if failure is not None:
+        if item.failure is not None:
             # The message cannot be built as it stands (a variable missing, a bad amount): no retry would help.
             message.gate_trace = trace
             message.status = "failed"
-            message.error = f"{type(failure).__name__}: {failure}"[:1000]
+            message.error = f"{type(item.failure).__name__}: {item.failure}"[:1000]
             self._job_done(job)
             return message
 
         if message.channel == "sms":
+            envelope = item.envelope
             segments = envelope.payload["segments"]
             message.context = {**message.context, "_sms": {"segments": segments, "encoding": envelope.payload["encoding"]}}
             budget = gates.sms_budget_gate(message.kind, _sms_segments_this_month(session, message, shop, now), segments,
@@ -176,25 +251,20 @@ class SendRun:
                 message.status, message.error = budget.status, budget.detail
                 self._job_done(job)
                 return message
+        item.trace = trace
+        return _CLAIM
 
-        if not _claim_for_sending(session, message, trace, check_suppression=optimistic):
-            if optimistic and _suppressed(session, message):
-                verdicts = evaluate_gates(session, message, shop, customer, now)
-                stop = next(v for v in verdicts if v.result != gates.PASS)
-                self._stop(message, [*message.gate_trace, *(v.trace(now) for v in verdicts)], stop)
-                self._job_done(job)
-                return message
-            self._job_done(job)
-            return None
-        attempt_id, attempt_no = _start_attempt(session, message, notifier.provider, now)
-        # The mark must be durable before anything leaves: a worker that dies now leaves `sending` behind.
-        self._commit()
-
-        if self.sender is not None:
-            self.sender.submit(notifier, envelope, _Sent(message.id, attempt_id, attempt_no, None, job, message))
-        else:
-            self.sent.append(_Sent(message.id, attempt_id, attempt_no, notifier.send(envelope), job, message))
-        return message
+    def _lost_claim(self, item: _Ready) -> Message | None:
+        """The row was not `scheduled` any more (another runner has it), or its address was just suppressed."""
+        session, message, now = self.session, item.message, item.now
+        if message.channel != "sms" and _suppressed(session, message):
+            verdicts = evaluate_gates(session, message, item.shop, item.customer, now)
+            stop = next(v for v in verdicts if v.result != gates.PASS)
+            self._stop(message, [*message.gate_trace, *(v.trace(now) for v in verdicts)], stop)
+            self._job_done(item.job)
+            return message
+        self._job_done(item.job)
+        return None
 
     def _stop(self, message: Message, trace: list, stop: gates.Verdict) -> None:
         message.gate_trace = trace
@@ -205,7 +275,7 @@ class SendRun:
             message.error = stop.detail[:1000]
 
     def send_companions(self, shop_id: int, channel: str) -> None:
-        """The shop's other due messages on this channel, their jobs claimed by this run, sent one by one."""
+        """The shop's other due messages on this channel, their jobs claimed by this run, sent a group at a time."""
         kind = registry.all_kinds().get(SEND_JOB_KINDS[channel])
         if kind is None or kind.is_limited:
             return  # a paced kind (SMS) leaves pacing to the job queue
@@ -215,23 +285,36 @@ class SendRun:
         self._commit()  # the first message's outcome and the claims, together
         if not claimed:
             return
-        # While one message is with the provider, this thread runs the next one's gates and commits its mark.
+        # While the provider has one group, this thread runs the next group's gates and commits their marks.
         self.sender = _Sender(PUSH_SENDERS if channel == "push" else 1)
         started = time.monotonic()
-        for index, job in enumerate(claimed):
-            self.ahead = len(claimed) - index - 1
+        for start in range(0, len(claimed), GROUP_SIZE):
             if time.monotonic() - started > SEND_LEASE_SECONDS / 3:
                 # The claimed jobs' leases are not kept alive: hand the rest back well before they could expire.
                 self._commit()
-                release(self.session.connection(), claimed[index:])
+                release(self.session.connection(), claimed[start:])
                 self._commit(settle_jobs=True)
                 return
+            group = claimed[start:start + GROUP_SIZE]
             try:
-                self.send(int(job.args["message_id"]), job)
+                self._send_group([(int(job.args["message_id"]), job) for job in group],
+                                 ahead=len(claimed) - start - len(group))
+                continue
             except Exception as exc:  # noqa: BLE001 - one message's trouble must not lose the others' outcomes
-                log.exception("send of a batched message failed", extra={"job_id": job.id})
-                self._recover(job, claimed[index + 1:], f"{type(exc).__name__}: {exc}")
-                return
+                if len(group) == 1:
+                    log.exception("send of a batched message failed", extra={"job_id": group[0].id})
+                    self._recover(group[0], claimed[start + 1:], f"{type(exc).__name__}: {exc}")
+                    return
+                log.warning("a group of batched sends failed; its messages go one at a time", exc_info=True)
+                self._undo_group()
+            # Nothing of the group was committed: one message at a time, to find the one at fault.
+            for index, job in enumerate(group):
+                try:
+                    self.send(int(job.args["message_id"]), job)
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("send of a batched message failed", extra={"job_id": job.id})
+                    self._recover(job, [*group[index + 1:], *claimed[start + len(group):]], f"{type(exc).__name__}: {exc}")
+                    return
 
     def finish(self) -> None:
         self._drain()
@@ -257,8 +340,10 @@ class SendRun:
         if self.sender is not None:
             self.sent.extend(self.sender.finished())
         done, self.sent = self.sent, []
+        if not done:
+            return
+        record_outcomes(self.session, done)
         for sent in done:
-            record_outcome(self.session, sent.message_id, sent.attempt_id, sent.outcome, sent.attempt_no, sent.message)
             self.written.append(sent)
             self._job_done(sent.job)
 
@@ -272,6 +357,12 @@ class SendRun:
         self.session.commit()
         self.written = []
 
+    def _undo_group(self) -> None:
+        """Roll back a group's transaction that failed before its commit: the outcomes it wrote are written again
+        with the next one, and its messages are as they were (still `scheduled`, nothing sent)."""
+        self.session.rollback()
+        self.sent, self.written = [*self.written, *self.sent], []
+
     def _recover(self, failed: ClaimedJob, rest: list[ClaimedJob], error: str) -> None:
         """After a failure mid-batch: keep the outcomes already known, put the failed job back for later, and hand
         back every other job (one whose message is settled finds nothing to do when it runs again)."""
@@ -280,8 +371,8 @@ class SendRun:
         self._drain()
         pending = [*self.written, *self.sent]
         self.written, self.sent = [], []
-        for sent in pending:  # facts about the world: written again in a transaction of their own
-            record_outcome(session, sent.message_id, sent.attempt_id, sent.outcome, sent.attempt_no)
+        if pending:  # facts about the world: written again in a transaction of their own
+            record_outcomes(session, [dataclasses.replace(sent, message=None) for sent in pending])
         connection = session.connection()
         retry_at = utcnow() + dt.timedelta(seconds=60) if failed.attempts < failed.max_attempts else None
         mark_failed(connection, failed, error[:4000], retry_at)
@@ -290,27 +381,38 @@ class SendRun:
         session.commit()
 
 
+_CLAIM = object()  # _gate's answer for a message that may go
+
+
 class _Sender:
     """Threads that make a batch's provider calls, each after its message's `sending` mark is committed.
 
     Email has one thread (one SMTP connection, one conversation at a time); push has `PUSH_SENDERS` over the
-    pooled HTTP connections. At most one call per thread is under way and one waits, so a worker that dies
-    leaves at most that many messages `sending` (they become `unknown`, as any interrupted send does).
+    pooled HTTP connections. The run commits a group's marks only while at most one group waits here, so a
+    worker that dies leaves at most two groups `sending` (they become `unknown`, as any interrupted send does).
     """
 
     def __init__(self, threads: int = 1):
-        self._waiting: queue.Queue = queue.Queue(maxsize=1)
-        self._lock = threading.Lock()
+        self._waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self._changed = threading.Condition()
+        self._pending = 0  # submitted and not finished
         self._finished: list[_Sent] = []
         self._threads = [threading.Thread(target=self._run, name="send-pipeline", daemon=True) for _ in range(threads)]
         for thread in self._threads:
             thread.start()
 
     def submit(self, notifier, envelope: Envelope, sent: _Sent) -> None:
+        with self._changed:
+            self._pending += 1
         self._waiting.put((notifier, envelope, sent))
 
+    def wait_until_at_most(self, pending: int) -> None:
+        with self._changed:
+            while self._pending > pending:
+                self._changed.wait()
+
     def finished(self) -> list[_Sent]:
-        with self._lock:
+        with self._changed:
             done, self._finished = self._finished, []
         return done
 
@@ -332,8 +434,10 @@ class _Sender:
             except Exception as exc:  # noqa: BLE001 - notifiers classify provider trouble; anything else is a bug
                 log.exception("notifier raised during a send")
                 outcome = SendOutcome.unknown(f"the send stopped with {type(exc).__name__}: {exc}")
-            with self._lock:
+            with self._changed:
                 self._finished.append(dataclasses.replace(sent, outcome=outcome))
+                self._pending -= 1
+                self._changed.notify_all()
 
 
 def _load_batch(session: Session, message_ids: list[int]) -> list:
@@ -377,49 +481,66 @@ def claim_companion_jobs(session: Session, kind: str, shop_id: int, limit: int, 
     return sorted((ClaimedJob(*row, claimed_at=now) for row in rows), key=lambda job: job.id)
 
 
-_CLAIM_FOR_SENDING = (update(messages_table)
-                      .where(messages_table.c.id == bindparam("message_id"), messages_table.c.status == "scheduled")
-                      .values(status="sending", gate_trace=bindparam("trace")))
-_CLAIM_UNLESS_SUPPRESSED = _CLAIM_FOR_SENDING.where(~exists().where(
+_MARK_SENDING = (update(messages_table)
+                 .where(messages_table.c.id.in_(bindparam("message_ids", expanding=True)),
+                        messages_table.c.status == "scheduled")
+                 .values(status="sending")
+                 .returning(messages_table.c.id))
+_MARK_SENDING_UNLESS_SUPPRESSED = _MARK_SENDING.where(~exists().where(
     Suppression.__table__.c.shop_id == messages_table.c.shop_id,
     Suppression.__table__.c.channel == messages_table.c.channel,
     Suppression.__table__.c.address == messages_table.c.recipient))
+_WRITE_TRACE = (update(messages_table).where(messages_table.c.id == bindparam("message_id"))
+                .values(gate_trace=bindparam("trace")))
 
 
-def _claim_for_sending(session: Session, message: Message, trace: list, *, check_suppression: bool = False) -> bool:
-    """Mark the row `sending` (with its gate trace) only if it is still `scheduled`: of two runners, one wins.
+def _claim_for_sending(session: Session, claims: list[tuple[Message, list]], *,
+                       check_suppression: bool = False) -> set[int]:
+    """Mark the rows `sending` (each with its gate trace) where still `scheduled`: of two runners, one wins each.
 
-    With `check_suppression`, also only if its address is not on the shop's suppression list right now.
+    With `check_suppression`, only rows whose address is not on the shop's suppression list right now.
+    Returns the ids this run won.
     """
-    statement = _CLAIM_UNLESS_SUPPRESSED if check_suppression else _CLAIM_FOR_SENDING
-    won = session.connection().execute(statement, {"message_id": message.id, "trace": trace}).rowcount == 1
-    if won:
-        # The row says so already; keep the loaded object in step without writing it again.
-        from sqlalchemy.orm.attributes import set_committed_value
+    if not claims:
+        return set()
+    statement = _MARK_SENDING_UNLESS_SUPPRESSED if check_suppression else _MARK_SENDING
+    connection = session.connection()
+    won = set(connection.execute(statement, {"message_ids": [message.id for message, _ in claims]}).scalars())
+    mine = [(message, trace) for message, trace in claims if message.id in won]
+    if mine:
+        connection.execute(_WRITE_TRACE, [{"message_id": message.id, "trace": trace} for message, trace in mine])
+    # The rows say so already; keep the loaded objects in step without writing them again.
+    from sqlalchemy.orm.attributes import set_committed_value
 
+    for message, trace in mine:
         set_committed_value(message, "status", "sending")
         set_committed_value(message, "gate_trace", trace)
     return won
 
 
-_START_ATTEMPT = insert(attempts_table).from_select(
-    ["shop_id", "message_id", "attempt", "provider", "outcome", "started_at"],
-    select(bindparam("shop_id", type_=attempts_table.c.shop_id.type),
-           bindparam("message_id", type_=attempts_table.c.message_id.type),
-           # Shop and message: the (shop_id, message_id, attempt) unique index answers it without a scan.
-           select(func.coalesce(func.max(attempts_table.c.attempt), 0) + 1)
-           .where(attempts_table.c.shop_id == bindparam("shop_id"),
-                  attempts_table.c.message_id == bindparam("message_id")).scalar_subquery(),
-           bindparam("provider", type_=attempts_table.c.provider.type), literal("pending"),
-           bindparam("started_at", type_=attempts_table.c.started_at.type)),
-).returning(attempts_table.c.id, attempts_table.c.attempt)
+_LAST_ATTEMPTS = (select(attempts_table.c.message_id, func.max(attempts_table.c.attempt))
+                  .where(attempts_table.c.shop_id == bindparam("shop_id"),
+                         attempts_table.c.message_id.in_(bindparam("message_ids", expanding=True)))
+                  .group_by(attempts_table.c.message_id))
 
 
-def _start_attempt(session: Session, message: Message, provider: str, now: dt.datetime) -> tuple[int, int]:
-    """The attempt row, numbered after the message's earlier attempts, in one statement."""
-    row = session.connection().execute(_START_ATTEMPT, {"shop_id": message.shop_id, "message_id": message.id,
-                                           "provider": provider, "started_at": now}).one()
-    return row[0], row[1]
+def _start_attempts(session: Session, sends: list[tuple[Message, str]]) -> dict[int, int]:
+    """An attempt row per message, numbered after its earlier attempts; returns each message's attempt number.
+
+    Only the runner that marked a message `sending` adds its attempt, so numbering cannot race.
+    """
+    if not sends:
+        return {}
+    connection = session.connection()
+    numbers: dict[int, int] = {}
+    for shop_id in {message.shop_id for message, _ in sends}:
+        ids = [message.id for message, _ in sends if message.shop_id == shop_id]
+        numbers.update(connection.execute(_LAST_ATTEMPTS, {"shop_id": shop_id, "message_ids": ids}).all())
+    now = utcnow()
+    rows = [{"shop_id": message.shop_id, "message_id": message.id, "attempt": numbers.get(message.id, 0) + 1,
+             "provider": provider, "outcome": "pending", "started_at": now} for message, provider in sends]
+    connection.execute(insert(attempts_table), rows)
+    return {row["message_id"]: row["attempt"] for row in rows}
 
 
 def _settle_lost_send(session: Session, message: Message, now: dt.datetime) -> None:
@@ -438,11 +559,13 @@ SUPPRESSION_IN_CLAIM = gates.Verdict("suppression", gates.PASS, "address not sup
 
 
 def evaluate_gates(session: Session, message: Message, shop: Shop, customer: Customer | None,
-                   now: dt.datetime, *, suppression_in_claim: bool = False) -> list[gates.Verdict]:
+                   now: dt.datetime, *, suppression_in_claim: bool = False,
+                   subscription_states: dict[int, str] | None = None) -> list[gates.Verdict]:
     """Every gate in order, stopping at the first that does not pass.
 
     With `suppression_in_claim` the suppression gate is taken as passed: the caller's `sending` mark holds only if
     the address is not suppressed at that moment, so the verdict is true when the message leaves.
+    `subscription_states` are push subscriptions' states the caller read in this transaction (by id).
     """
     settings = shop.settings or {}
     checks = [
@@ -451,7 +574,7 @@ def evaluate_gates(session: Session, message: Message, shop: Shop, customer: Cus
         lambda: gates.consent_gate(message.kind, message.channel,
                                    _consent_state(session, message)
                                    if message.kind in gates.MARKETING_KINDS and message.channel != "push" else None,
-                                   push_subscription_active=_push_active(session, message)),
+                                   push_subscription_active=_push_active(session, message, subscription_states)),
         lambda: gates.preference_gate(message.kind, message.channel, _preference(session, message)),
         lambda: SUPPRESSION_IN_CLAIM if suppression_in_claim else gates.suppression_gate(_suppressed(session, message)),
         lambda: gates.quiet_hours_gate(message.kind, now, (customer.timezone if customer and customer.timezone else None)
@@ -501,13 +624,33 @@ def _preference(session: Session, message: Message) -> bool | None:
         "kind": message.kind}).scalar_one_or_none()
 
 
-def _push_active(session: Session, message: Message) -> bool | None:
+def _push_active(session: Session, message: Message, states: dict[int, str] | None = None) -> bool | None:
     if message.channel != "push":
         return None
+    subscription_id = (message.context.get("_push") or {}).get("subscription_id")
+    if states is not None and subscription_id in states:
+        return states[subscription_id] == "active"
     state = session.connection().execute(_SUBSCRIPTION_STATE, {
-        "shop_id": message.shop_id, "subscription_id": (message.context.get("_push") or {}).get("subscription_id")
-    }).scalar_one_or_none()
+        "shop_id": message.shop_id, "subscription_id": subscription_id}).scalar_one_or_none()
     return state == "active"
+
+
+_SUBSCRIPTION_STATES = select(_subscriptions.c.id, _subscriptions.c.status).where(
+    _subscriptions.c.shop_id == bindparam("shop_id"), _subscriptions.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _subscription_states(session: Session, messages: list[Message]) -> dict[int, str]:
+    """The states of these push messages' subscriptions, one query per shop; a deleted one is simply missing."""
+    states: dict[int, str] = {}
+    wanted: dict[int, list[int]] = {}
+    for message in messages:
+        subscription_id = (message.context.get("_push") or {}).get("subscription_id")
+        if isinstance(subscription_id, int):
+            wanted.setdefault(message.shop_id, []).append(subscription_id)
+    for shop_id, ids in wanted.items():
+        found = dict(session.connection().execute(_SUBSCRIPTION_STATES, {"shop_id": shop_id, "ids": ids}).all())
+        states.update({subscription_id: found.get(subscription_id, "gone") for subscription_id in ids})
+    return states
 
 
 def _suppressed(session: Session, message: Message) -> str | None:
@@ -592,9 +735,35 @@ def reschedule(session: Session, message: Message, until: dt.datetime) -> None:
 
 
 RENDER_CACHE_SIZE = 512
-_rendered_cache: dict[tuple, tuple[Rendered, tuple[str, ...]]] = {}
 _MARK = f"cmp{secrets.token_hex(6)}"  # per process, so no message text can contain it by chance
-_LINK_MARK = re.compile(rf"{_MARK}L(\d+)_")
+_ANY_MARK = re.compile(rf"{_MARK}(?:L(\d+)|(O)|(U))_")
+_PARTS = ("subject", "text", "html", "sms", "push_title", "push_body")
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """A rendering with its marks found once: each part as literal pieces alternating with link slots (a target's
+    index, or "O" for the open pixel, "U" for the unsubscribe URL); None for a part without marks."""
+
+    rendered: Rendered
+    targets: tuple[str, ...]
+    pieces: dict[str, tuple | None]
+
+
+_rendered_cache: dict[tuple, _Cut] = {}
+
+
+def _cut_at_marks(text: str) -> tuple | None:
+    if _MARK not in text:
+        return None
+    pieces: list = []
+    last = 0
+    for found in _ANY_MARK.finditer(text):
+        link_index, pixel, _unsubscribe = found.groups()
+        pieces += [text[last:found.start()], int(link_index) if link_index is not None else ("O" if pixel else "U")]
+        last = found.end()
+    pieces.append(text[last:])
+    return tuple(pieces)
 
 
 def render_for_message(template: str, locale: str, variables: dict, *, brand: Brand, timezone: str,
@@ -607,8 +776,8 @@ def render_for_message(template: str, locale: str, variables: dict, *, brand: Br
     """
     key = (template, locale, json.dumps(variables, sort_keys=True, default=str), brand, timezone,
            link is not None, open_pixel_url is not None, unsubscribe_url is not None)
-    cached = _rendered_cache.get(key)
-    if cached is None:
+    cut = _rendered_cache.get(key)
+    if cut is None:
         targets: list[str] = []
 
         def mark(url: str) -> str:
@@ -621,33 +790,33 @@ def render_for_message(template: str, locale: str, variables: dict, *, brand: Br
                                   unsubscribe_url=f"{_MARK}U_" if unsubscribe_url is not None else None)
         if len(_rendered_cache) >= RENDER_CACHE_SIZE:
             _rendered_cache.clear()
-        cached = _rendered_cache[key] = (rendered, tuple(targets))
-    rendered, targets = cached
-    if _MARK not in rendered.html and _MARK not in rendered.text and _MARK not in rendered.sms:
-        return rendered
+        cut = _rendered_cache[key] = _Cut(rendered, tuple(targets),
+                                          {part: _cut_at_marks(getattr(rendered, part)) for part in _PARTS})
+    if not any(cut.pieces.values()):
+        return cut.rendered
+    plain: dict = {"O": open_pixel_url, "U": unsubscribe_url}
     signed: dict[str, str] = {}
-
-    def url_of(index: int) -> str:
-        target = targets[index]
+    for index, target in enumerate(cut.targets):
         if target not in signed:
             signed[target] = link(target)
-        return signed[target]
+        plain[index] = signed[target]
+    escaped: dict = {}
 
-    def fill(text: str, escape) -> str:
-        if _MARK not in text:
-            return text
-        text = _LINK_MARK.sub(lambda found: escape(url_of(int(found.group(1)))), text)
-        if open_pixel_url is not None:
-            text = text.replace(f"{_MARK}O_", escape(open_pixel_url))
-        if unsubscribe_url is not None:
-            text = text.replace(f"{_MARK}U_", escape(unsubscribe_url))
-        return text
+    def fill(part: str) -> str:
+        pieces = cut.pieces[part]
+        if pieces is None:
+            return getattr(cut.rendered, part)
+        values = plain
+        if part == "html":
+            if not escaped:
+                escaped.update((slot, html_escaping.escape(url, quote=True)) for slot, url in plain.items() if url)
+            values = escaped
+        filled = list(pieces)
+        for index in range(1, len(filled), 2):
+            filled[index] = values[filled[index]]
+        return "".join(filled)
 
-    plain = lambda value: value  # noqa: E731
-    escaped = lambda value: html_escaping.escape(value, quote=True)  # noqa: E731
-    return Rendered(subject=fill(rendered.subject, plain), text=fill(rendered.text, plain),
-                    html=fill(rendered.html, escaped), sms=fill(rendered.sms, plain),
-                    push_title=fill(rendered.push_title, plain), push_body=fill(rendered.push_body, plain))
+    return Rendered(**{part: fill(part) for part in _PARTS})
 
 
 def compose(message: Message, shop: Shop, customer: Customer | None, settings: Settings, now: dt.datetime) -> Envelope:
@@ -711,7 +880,10 @@ def _subscription_info(message: Message, push: dict) -> dict:
     return {"endpoint": subscription.endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}}
 
 
-_FINISH_ATTEMPT = (update(attempts_table).where(attempts_table.c.id == bindparam("attempt_id"))
+_FINISH_ATTEMPT = (update(attempts_table)
+                   .where(attempts_table.c.shop_id == bindparam("a_shop_id"),
+                          attempts_table.c.message_id == bindparam("a_message_id"),
+                          attempts_table.c.attempt == bindparam("a_attempt"))
                    .values(outcome=bindparam("outcome"), response=bindparam("response"),
                            finished_at=bindparam("finished_at")))
 
@@ -721,29 +893,50 @@ _MARK_SENT = (update(messages_table).where(messages_table.c.id == bindparam("mes
                       gate_trace=bindparam("trace")))
 
 
-def record_outcome(session: Session, message_id: int, attempt_id: int, outcome: SendOutcome, attempt_no: int,
+def record_outcome(session: Session, message_id: int, attempt_no: int, outcome: SendOutcome,
                    message: Message | None = None) -> None:
     """Write what the provider did: the attempt row, the message status, and any suppression it implies."""
-    now = utcnow()
     if message is None or message.id != message_id:
         message = session.get(Message, message_id)
-    session.connection().execute(_FINISH_ATTEMPT, {
-        "attempt_id": attempt_id, "finished_at": now, "response": (outcome.detail or "")[:4000],
-        # the column holds 16 characters
-        "outcome": "failed" if outcome.status == FAILED_PERMANENTLY else outcome.status})
-    trace = {"gate": "send", "verdict": outcome.status, "detail": (outcome.detail or "")[:500], "at": now.isoformat()}
-    if outcome.status == ACCEPTED:
-        # The common case, written by a prebuilt statement; the loaded object is kept in step without a flush.
-        from sqlalchemy.orm.attributes import set_committed_value
+    record_outcomes(session, [_Sent(message_id, message.shop_id, attempt_no, outcome, None, message)])
 
-        gate_trace = [*message.gate_trace, trace]
-        session.connection().execute(_MARK_SENT, {"message_id": message.id, "at": now, "provider_id": outcome.provider_message_id,
-                                     "trace": gate_trace})
-        for name, value in (("status", "sent"), ("sent_at", now), ("provider_message_id", outcome.provider_message_id),
-                            ("error", None), ("gate_trace", gate_trace)):
-            set_committed_value(message, name, value)
-        return
-    elif outcome.status == RETRY_LATER:
+
+def record_outcomes(session: Session, sends: list[_Sent]) -> None:
+    """`record_outcome` for several sends: the attempt rows and the accepted messages each in one statement."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    now = utcnow()
+    connection = session.connection()
+    connection.execute(_FINISH_ATTEMPT, [{
+        "a_shop_id": sent.shop_id, "a_message_id": sent.message_id, "a_attempt": sent.attempt_no,
+        "finished_at": now, "response": (sent.outcome.detail or "")[:4000],
+        # the column holds 16 characters
+        "outcome": "failed" if sent.outcome.status == FAILED_PERMANENTLY else sent.outcome.status} for sent in sends])
+    accepted = []
+    for sent in sends:
+        message = sent.message
+        if message is None or message.id != sent.message_id:
+            message = session.get(Message, sent.message_id)
+        outcome = sent.outcome
+        trace = {"gate": "send", "verdict": outcome.status, "detail": (outcome.detail or "")[:500], "at": now.isoformat()}
+        if outcome.status == ACCEPTED:
+            accepted.append((message, outcome, [*message.gate_trace, trace]))
+        else:
+            _record_refusal(session, message, outcome, sent.attempt_no, trace, now)
+    if accepted:
+        # The common case, written by a prebuilt statement; the loaded objects are kept in step without a flush.
+        connection.execute(_MARK_SENT, [{"message_id": message.id, "at": now, "provider_id": outcome.provider_message_id,
+                                         "trace": gate_trace} for message, outcome, gate_trace in accepted])
+        for message, outcome, gate_trace in accepted:
+            for name, value in (("status", "sent"), ("sent_at", now), ("provider_message_id", outcome.provider_message_id),
+                                ("error", None), ("gate_trace", gate_trace)):
+                set_committed_value(message, name, value)
+
+
+def _record_refusal(session: Session, message: Message, outcome: SendOutcome, attempt_no: int, trace: dict,
+                    now: dt.datetime) -> None:
+    """A send that was not accepted: tried again later, failed (perhaps suppressing the address) or unknown."""
+    if outcome.status == RETRY_LATER:
         if attempt_no >= MAX_SEND_ATTEMPTS:
             message.status = "failed"
             message.error = f"gave up after {attempt_no} attempts: {outcome.detail}"[:1000]

@@ -108,14 +108,17 @@ class EmailNotifier:
         return SendOutcome.retry(60, "SMTP relay keeps closing the connection")
 
     def _transact(self, conn: smtplib.SMTP, recipient: str, raw: bytes, message_id: str | None) -> SendOutcome:
+        # MAIL and RCPT as smtplib's mail() and rcpt() write them, without their address parsing for every message.
         try:
-            code, reply = conn.mail(self.relay.from_address)
+            conn.putcmd("mail", f"FROM:{_smtp_path(self.relay.from_address)}")
+            code, reply = conn.getreply()
         except smtplib.SMTPServerDisconnected:
             raise _StaleConnection() from None
         if code != 250:
             conn.rset()
             return _classify_envelope_reply("MAIL FROM", code, reply, recipient_level=False)
-        code, reply = conn.rcpt(recipient)
+        conn.putcmd("rcpt", f"TO:{_smtp_path(recipient)}")
+        code, reply = conn.getreply()
         if code not in (250, 251):
             _quiet_rset(conn)
             return _classify_envelope_reply("RCPT TO", code, reply, recipient_level=True)
@@ -265,10 +268,22 @@ def _fast_raw(relay: SmtpRelay, envelope: Envelope) -> bytes | None:
             + f"--{boundary}--\r\n".encode("ascii"))
 
 
+_SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
+
+
+def _smtp_path(address: str) -> str:
+    """`<address>` as smtplib.quoteaddr() gives it; a plain address is not parsed again for every message."""
+    if _SIMPLE_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
 def _dot_stuffed(raw: bytes) -> bytes:
     """The message as DATA wants it (RFC 5321 4.5.2): CRLF line ends, leading dots doubled, ending in CRLF.CRLF."""
-    data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", raw)
-    data = re.sub(rb"(?m)^\.", b"..", data)
+    crlf = raw.count(b"\r\n")
+    data = raw if raw.count(b"\n") == crlf == raw.count(b"\r") else re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", raw)
+    if data.startswith(b".") or b"\n." in data:
+        data = re.sub(rb"(?m)^\.", b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"

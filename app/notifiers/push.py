@@ -74,9 +74,12 @@ class PooledPoster:
 
     Connections to each push service are kept and reused. requests' per-request work (hooks, cookies, reading the
     proxy environment every time) cost more than the push itself; the environment is read once here
-    (HTTP(S)_PROXY, REQUESTS_CA_BUNDLE). No redirects are followed, nothing is retried: a send is retried only by
-    the outbox, and only when nothing left. Transport errors come out as requests' exceptions, as before.
+    (HTTP(S)_PROXY, REQUESTS_CA_BUNDLE), and NO_PROXY once per push service, with requests' own rules (suffixes,
+    host:port, IP ranges in CIDR notation, `*`). No redirects are followed, nothing is retried: a send is retried
+    only by the outbox, and only when nothing left. Transport errors come out as requests' exceptions, as before.
     """
+
+    ROUTES_KEPT = 1024  # push service origins whose proxy decision is remembered
 
     def __init__(self):
         import os
@@ -87,16 +90,36 @@ class PooledPoster:
 
         ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
         proxies = urllib.request.getproxies()
-        self._managers = {
-            scheme: urllib3.ProxyManager(proxies[scheme], num_pools=16, maxsize=2, retries=False, ca_certs=ca_certs)
-            if proxies.get(scheme) else urllib3.PoolManager(num_pools=16, maxsize=2, retries=False, ca_certs=ca_certs)
-            for scheme in ("http", "https")}
+        self._direct = {scheme: urllib3.PoolManager(num_pools=16, maxsize=2, retries=False, ca_certs=ca_certs)
+                        for scheme in ("http", "https")}
+        self._proxied = {scheme: urllib3.ProxyManager(proxies[scheme], num_pools=16, maxsize=2, retries=False,
+                                                      ca_certs=ca_certs)
+                         for scheme in ("http", "https") if proxies.get(scheme)}
+        self._routes: dict[tuple[str, str], object] = {}  # (scheme, host:port) -> the manager that reaches it
+
+    def _manager_for(self, url: str):
+        from urllib.parse import urlsplit
+
+        from requests.utils import should_bypass_proxies
+
+        parts = urlsplit(url)
+        scheme = "https" if parts.scheme == "https" else "http"
+        route = (scheme, parts.netloc)
+        manager = self._routes.get(route)
+        if manager is None:
+            proxied = self._proxied.get(scheme)
+            # no_proxy=None: requests reads NO_PROXY itself and leaves the environment alone (threads share it).
+            direct = proxied is None or should_bypass_proxies(url, no_proxy=None)
+            if len(self._routes) >= self.ROUTES_KEPT:
+                self._routes.clear()
+            manager = self._routes[route] = self._direct[scheme] if direct else proxied
+        return manager
 
     def post(self, url: str, data=None, headers=None, timeout: float | None = None) -> PushResponse:
         import urllib3
         from urllib3 import exceptions as errors
 
-        manager = self._managers["https" if url.startswith("https:") else "http"]
+        manager = self._manager_for(url)
         try:
             answer = manager.request("POST", url, body=data, headers={k: str(v) for k, v in (headers or {}).items()},
                                      timeout=urllib3.Timeout(connect=timeout, read=timeout), redirect=False,
@@ -108,7 +131,7 @@ class PooledPoster:
         return PushResponse(answer.status, answer.reason or "", answer.headers, answer.data)
 
     def close(self) -> None:
-        for manager in self._managers.values():
+        for manager in (*self._direct.values(), *self._proxied.values()):
             manager.clear()
 
 
