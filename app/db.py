@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,21 +21,22 @@ SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
-def make_engine(database_url: str, **kwargs) -> Engine:
+def make_engine(database_url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs) -> Engine:
     if database_url.startswith("sqlite"):
-        return _make_sqlite_engine(database_url, **kwargs)
+        return _make_sqlite_engine(database_url, sqlite_busy_timeout_ms, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(database_url, **kwargs)
 
 
-def _make_sqlite_engine(database_url: str, **kwargs) -> Engine:
+def _make_sqlite_engine(database_url: str, busy_timeout_ms: int, **kwargs) -> Engine:
     path = database_url.split("///", 1)[-1]
     on_disk = bool(path) and path != ":memory:" and not path.startswith("file:")
     if on_disk:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None, "check_same_thread": False}
+    connect_args = {"timeout": busy_timeout_ms / 1000, "isolation_level": None, "check_same_thread": False}
     if on_disk:
-        connect_args["factory"] = _writer_queue_connection(Path(path).with_name(Path(path).name + "-writer.lock"))
+        connect_args["factory"] = _writer_queue_connection(Path(path).with_name(Path(path).name + "-writer.lock"),
+                                                           busy_timeout_ms)
     # The driver must not open transactions on its own: we issue BEGIN IMMEDIATE ourselves so a
     # transaction that reads then writes never fails with SQLITE_BUSY half-way (it waits instead).
     engine = create_engine(database_url, connect_args=connect_args, **kwargs)
@@ -44,7 +46,7 @@ def _make_sqlite_engine(database_url: str, **kwargs) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_SIZE_LIMIT_BYTES}")
@@ -75,36 +77,57 @@ class WriterQueueConnection(sqlite3.Connection):
 
     SQLite lets one writer in at a time. The others' BEGIN IMMEDIATE get SQLITE_BUSY, and SQLite's busy
     handler then sleeps 1, 2, 5, 10 ... 100 ms between tries: two busy web workers spent most of their time
-    asleep (webhooks/s halved going from one gunicorn worker to two). Waiting on our own lock instead, polled
-    every 0.05-0.2 ms, hands the database to the next writer right after the previous one commits. The lock is
-    held from BEGIN to COMMIT or ROLLBACK only; a process that dies loses it with its file descriptor. After
-    the busy timeout the transaction goes ahead anyway, so SQLite's own timeout error stays the last word.
+    asleep (webhooks/s halved going from one gunicorn worker to two). Waiting on our own lock instead hands the
+    database to the next writer the moment the previous one commits: the waiter blocks in the kernel (flock),
+    costing no CPU, and is woken by the release. (Polling the lock every 0.05-0.2 ms cost busy senders a tenth
+    of their CPU.) The lock is held from BEGIN to COMMIT or ROLLBACK only; a process that dies loses it with
+    its file descriptor.
+
+    A thread that already holds a turn on another connection to the same database would wait on itself
+    forever: that thread polls instead, and after the busy timeout goes ahead anyway, so SQLite's own timeout
+    error stays the last word.
     """
 
     lock_path: Path  # set on the subclass made per database
+    busy_timeout_ms: int
 
     def wait_for_writer_turn(self) -> None:
         if getattr(self, "_lock_file", None) is None:
             self._lock_file = open(self.lock_path, "a+b")  # noqa: SIM115 - lives as long as the connection
         if getattr(self, "_holding", False):
             return
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        held = _turns_held_by_this_thread()
+        if self.lock_path in held:
+            if not self._poll_for_turn():
+                return
+        else:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+        self._holding = True
+        self._held_in = held  # released from this thread's record even if another thread ends the turn
+        held[self.lock_path] = held.get(self.lock_path, 0) + 1
+
+    def _poll_for_turn(self) -> bool:
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
         pause = 0.00005
         while True:
             try:
                 fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._holding = True
-                return
+                return True
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    return
+                    return False
                 time.sleep(pause)
-                pause = min(pause * 2, 0.0002)  # short: a commit takes about a tenth of a millisecond
+                pause = min(pause * 2, 0.001)
 
     def end_writer_turn(self) -> None:
         if getattr(self, "_holding", False):
             self._holding = False
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            held = self._held_in
+            if held.get(self.lock_path, 0) > 1:
+                held[self.lock_path] -= 1
+            else:
+                held.pop(self.lock_path, None)
 
     def commit(self) -> None:
         try:
@@ -128,8 +151,20 @@ class WriterQueueConnection(sqlite3.Connection):
                 self._lock_file = None
 
 
-def _writer_queue_connection(lock_path: Path) -> type[WriterQueueConnection]:
-    return type("WriterQueueConnection", (WriterQueueConnection,), {"lock_path": lock_path})
+_THREAD_TURNS = threading.local()
+
+
+def _turns_held_by_this_thread() -> dict[Path, int]:
+    """Writer turns this thread holds, per database lock file (how many connections hold one)."""
+    held = getattr(_THREAD_TURNS, "held", None)
+    if held is None:
+        held = _THREAD_TURNS.held = {}
+    return held
+
+
+def _writer_queue_connection(lock_path: Path, busy_timeout_ms: int) -> type[WriterQueueConnection]:
+    return type("WriterQueueConnection", (WriterQueueConnection,), {"lock_path": lock_path,
+                                                                    "busy_timeout_ms": busy_timeout_ms})
 
 
 @contextlib.contextmanager

@@ -113,3 +113,60 @@ def test_deliveries_arriving_at_once_are_each_stored_once_with_their_own_job(run
     for n in range(12):  # of the two copies of each delivery, exactly one was accepted, with that event's id
         answers = [outcomes[f"w-{n}/{copy}"] for copy in range(2)]
         assert sorted(answers, key=lambda a: a is None) == [events[f"w-{n}"], None]
+
+
+def _hold_the_writers_turn(path: str, holding, release) -> None:
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        holding.set()
+        release.wait(30)
+        with open(path + ".released", "w") as marker:  # written while the turn is still held
+            marker.write("released")
+
+
+def test_on_sqlite_a_writer_waits_for_another_processs_turn_however_long_and_goes_on_after_it(runtime, shop_id):
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("the writers' turn is an SQLite matter: PostgreSQL has row locks")
+    import os
+    import threading
+
+    lock_path = runtime.engine.url.database + "-writer.lock"
+    context = multiprocessing.get_context("fork")
+    holding, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_the_writers_turn, args=(lock_path, holding, release))
+    holder.start()
+    assert holding.wait(30)
+    outcome: dict = {}
+
+    def write() -> None:
+        outcome["event"] = accept_event(runtime, shop_id=shop_id, platform="shopify", topic="orders/create",
+                                        dedupe_key="w-queued", headers={}, body=b"{}", ingest_job=INGEST)
+        outcome["saw_release"] = os.path.exists(lock_path + ".released")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join(timeout=0.5)
+    waiting_while_held = writer.is_alive()
+    release.set()
+    writer.join(timeout=30)
+    holder.join(timeout=30)
+    assert waiting_while_held and outcome["event"] is not None and outcome["saw_release"]
+
+
+def test_on_sqlite_a_thread_writing_on_two_connections_at_once_gets_the_locked_error_instead_of_waiting_on_itself(
+        sqlite_database_url):
+    import sqlite3
+
+    from app.db import make_engine
+    from app.migrate import upgrade
+
+    engine = make_engine(sqlite_database_url, sqlite_busy_timeout_ms=300)
+    try:
+        upgrade(engine)
+        with engine.begin() as first:
+            first.execute(Job.__table__.delete())
+            with pytest.raises(sqlite3.OperationalError, match="locked"):  # SQLite's own, from BEGIN IMMEDIATE
+                with engine.begin() as second:
+                    second.execute(Job.__table__.delete())
+    finally:
+        engine.dispose()
