@@ -9,6 +9,7 @@ from app.jobs.catalog import load_job_kinds
 from app.logs import configure_logging
 from app.runtime import Runtime, build_runtime
 from app.web.cookie_session import CookieSessions
+from app.web.corked_answers import CorkedAnswers
 from app.web.request_tracking import REQUEST_ID_KEY, RequestTracking, TrackedRequest
 
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(automations_api)
     app.register_blueprint(messaging_api)
     app.register_blueprint(warehouse)
-    app.wsgi_app = RequestTracking(app.wsgi_app)
+    app.wsgi_app = CorkedAnswers(RequestTracking(app.wsgi_app))
     _install_json_errors(app)
     _install_session_teardown(app)
 
