@@ -57,13 +57,17 @@ TruthCheck = Callable[[sessionmaker[Session], Settings, LiveQuery], LiveState]
 _checks: dict[str, TruthCheck] = {}
 
 
-def register_truth_check(platform: str) -> Callable[[TruthCheck], TruthCheck]:
-    """Register `check(sessions, settings, query) -> LiveState` as the live re-read for `platform`."""
-    def register(func: TruthCheck) -> TruthCheck:
-        _checks[platform] = func
+def _registrar(table: dict[str, Callable], platform: str) -> Callable[[Callable], Callable]:
+    def register(func: Callable) -> Callable:
+        table[platform] = func
         return func
 
     return register
+
+
+def register_truth_check(platform: str) -> Callable[[TruthCheck], TruthCheck]:
+    """Register `check(sessions, settings, query) -> LiveState` as the live re-read for `platform`."""
+    return _registrar(_checks, platform)
 
 
 def has_truth_check(platform: str) -> bool:
@@ -149,11 +153,7 @@ _window_reads: dict[str, WindowRead] = {}
 
 def register_window_read(platform: str) -> Callable[[WindowRead], WindowRead]:
     """Register the shared read of `platform`: its orders changed since the earliest `since` of the queries."""
-    def register(func: WindowRead) -> WindowRead:
-        _window_reads[platform] = func
-        return func
-
-    return register
+    return _registrar(_window_reads, platform)
 
 
 class LiveReads:
