@@ -12,7 +12,7 @@ from app.jobs.queue import jobs
 from app.models import Consent, DeliveryAttempt, Job, Message, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_shop
-from tests.messaging_fakes import SmtpSink
+from tests.messaging_fakes import FakeTwilio, SmtpSink
 
 PUBLIC_URL = "https://companion.example.com"
 NOON_UTC = dt.datetime(2026, 6, 10, 10, 0, tzinfo=dt.timezone.utc)
@@ -94,6 +94,14 @@ def sink():
     """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
     with SmtpSink() as running:
         yield running
+
+
+@pytest.fixture
+def twilio():
+    """A loopback Twilio that speaks its Messages API and signs nothing of ours."""
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture

@@ -19,15 +19,9 @@ from app.models import Cart, Consent, Message, Suppression, utcnow
 from app.runtime import build_runtime
 from app.tenancy import shop_context
 from tests.conftest import wait_until
-from tests.messaging_fakes import SmtpSink
+from tests.outbox_helpers import sink  # noqa: F401 (fixture)
 from tests.outbox_helpers import (CART_CONTEXT, PUBLIC_URL, SHIPPED_CONTEXT, attempts_of, gates_of, make_jobs_due,
                                   make_marketing_customer, message_row, provider_env, schedule, send_jobs, work)
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

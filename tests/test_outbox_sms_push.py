@@ -9,16 +9,10 @@ from sqlalchemy import select
 from app.models import PushSubscription, Suppression
 from app.runtime import build_runtime
 from app.tenancy import shop_context
-from tests.messaging_fakes import BrowserSubscription, FakePushService, FakeTwilio, verify_vapid
+from tests.messaging_fakes import BrowserSubscription, FakePushService, verify_vapid
+from tests.outbox_helpers import twilio  # noqa: F401 (fixture)
 from tests.outbox_helpers import (CART_CONTEXT, PUBLIC_URL, SHIPPED_CONTEXT, make_marketing_customer, message_row,
                                   provider_env, schedule, work)
-
-
-@pytest.fixture
-def twilio():
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

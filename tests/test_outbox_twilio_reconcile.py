@@ -5,19 +5,12 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from app import create_app
-from tests.messaging_fakes import FakeTwilio
+from tests.outbox_helpers import twilio  # noqa: F401 (fixture)
 from tests.outbox_helpers import (PUBLIC_URL, SHIPPED_CONTEXT, attempts_of, make_marketing_customer, message_row,
                                   provider_env, schedule, work)
 
 TWILIO_TOKEN = "twilio-token"  # what provider_env configures
 MARTA = "+48600111222"
-
-
-@pytest.fixture
-def twilio():
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

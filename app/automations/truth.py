@@ -245,7 +245,7 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
     from app.models import utcnow
     from app.shopify.access import admin_client
     from connectors.errors import ConnectorError
-    from connectors.shopify import mapping, queries
+    from connectors.shopify import queries
 
     try:
         client = admin_client(sessions, settings, query.shop_id, quick=True)
@@ -258,20 +258,9 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
             fields = f"{fields} {queries.ORDER_PAYMENT_FIELDS}"
         order_query = queries.updated_since_query("OrdersUpdatedSince", "orders", fields, sort_key="UPDATED_AT",
                                                   lines=("lineItems", queries.ORDER_LINE_FIELDS))
-        orders: list[StoreOrder] = []
-        partial: set[str] = set()
-        variables: dict = {"first": 25, "after": None, "query": search, "lines": 20}
-        for _ in range(_SHOPIFY_PAGES):
-            connection = client.graphql(order_query, variables).get("orders") or {}
-            for node in connection.get("nodes") or []:
-                order = mapping.order_from_node(node)
-                orders.append(order)
-                if ((node.get("lineItems") or {}).get("pageInfo") or {}).get("hasNextPage"):
-                    partial.add(order.platform_id)
-            page = connection.get("pageInfo") or {}
-            if not page.get("hasNextPage"):
-                break
-            variables["after"] = page.get("endCursor")
+        nodes, _more = client.nodes_of(order_query, "orders", {"first": 25, "query": search, "lines": 20},
+                                       max_pages=_SHOPIFY_PAGES)
+        orders, partial = _orders_of(nodes)
         completed = False
         if query.tokens:
             checkouts = client.abandoned_checkouts_updated_since(query.since, page_size=50)
@@ -280,6 +269,16 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
         raise StoreUnreachable(f"shopify: {type(exc).__name__}: {exc}") from None
     matching = tuple(order for order in orders if order_matches(order, query))
     return LiveState(orders=matching, checkout_completed=completed, checked_at=utcnow(), partial=frozenset(partial))
+
+
+def _orders_of(nodes: list[dict]) -> tuple[list[StoreOrder], set[str]]:
+    """Orders from GraphQL order nodes, and the ids of those whose lines did not all come (decide, do not store)."""
+    from connectors.shopify import mapping
+
+    orders = [mapping.order_from_node(node) for node in nodes]
+    partial = {order.platform_id for order, node in zip(orders, nodes)
+               if ((node.get("lineItems") or {}).get("pageInfo") or {}).get("hasNextPage")}
+    return orders, partial
 
 
 # Enough lines per order to store most orders whole within the page's cost budget (800 points): more are "partial".
@@ -308,42 +307,27 @@ def shopify_store_window(sessions: sessionmaker[Session], settings: Settings, as
             fields = f"{fields} {queries.ORDER_PAYMENT_FIELDS}"
         order_query = queries.updated_since_query("OrdersUpdatedSince", "orders", fields, sort_key="UPDATED_AT",
                                                   lines=("lineItems", queries.ORDER_LINE_FIELDS))
-        orders: dict[str, StoreOrder] = {}
-        partial: set[str] = set()
-        variables: dict = {"first": _WINDOW_ORDERS_PAGE, "after": None, "query": search, "lines": _WINDOW_ORDER_LINES}
-        for page_number in range(max_pages + 1):
-            if page_number == max_pages:
-                raise WindowTooWide(f"more than {max_pages} pages of orders updated since {since.isoformat()}")
-            connection = client.graphql(order_query, variables).get("orders") or {}
-            for node in connection.get("nodes") or []:
-                order = mapping.order_from_node(node)
-                orders[order.platform_id] = order
-                if ((node.get("lineItems") or {}).get("pageInfo") or {}).get("hasNextPage"):
-                    partial.add(order.platform_id)
-            page = connection.get("pageInfo") or {}
-            if not page.get("hasNextPage"):
-                break
-            variables["after"] = page.get("endCursor")
+        nodes, more = client.nodes_of(order_query, "orders", {"first": _WINDOW_ORDERS_PAGE, "query": search,
+                                                              "lines": _WINDOW_ORDER_LINES}, max_pages=max_pages)
+        if more:
+            raise WindowTooWide(f"more than {max_pages} pages of orders updated since {since.isoformat()}")
+        orders_read, partial = _orders_of(nodes)
+        orders = {order.platform_id: order for order in orders_read}
         completed: list[tuple[str, dt.datetime]] = []
         if any(query.tokens for query in asked):
             checkout_query = queries.updated_since_query("AbandonedCheckoutsUpdatedSince", "abandonedCheckouts",
                                                          _CHECKOUT_STATE_FIELDS, sort_key="ID")
-            variables = {"first": _WINDOW_CHECKOUTS_PAGE, "after": None, "query": search}
-            for page_number in range(max_pages + 1):
-                if page_number == max_pages:
-                    raise WindowTooWide(f"more than {max_pages} pages of checkouts updated since {since.isoformat()}")
-                connection = client.graphql(checkout_query, variables).get("abandonedCheckouts") or {}
-                for node in connection.get("nodes") or []:
-                    if node.get("completedAt"):
-                        token = mapping.checkout_token_from_url(node.get("abandonedCheckoutUrl")) or \
-                            mapping.gid_tail(node.get("id"))
-                        at = mapping.parse_time(node.get("updatedAt")) or mapping.parse_time(node.get("createdAt"))
-                        if token and at:
-                            completed.append((token, at))
-                page = connection.get("pageInfo") or {}
-                if not page.get("hasNextPage"):
-                    break
-                variables["after"] = page.get("endCursor")
+            nodes, more = client.nodes_of(checkout_query, "abandonedCheckouts",
+                                          {"first": _WINDOW_CHECKOUTS_PAGE, "query": search}, max_pages=max_pages)
+            if more:
+                raise WindowTooWide(f"more than {max_pages} pages of checkouts updated since {since.isoformat()}")
+            for node in nodes:
+                if node.get("completedAt"):
+                    token = mapping.checkout_token_from_url(node.get("abandonedCheckoutUrl")) or \
+                        mapping.gid_tail(node.get("id"))
+                    at = mapping.parse_time(node.get("updatedAt")) or mapping.parse_time(node.get("createdAt"))
+                    if token and at:
+                        completed.append((token, at))
     except (ConnectorError, PermanentJobError) as exc:
         raise StoreUnreachable(f"shopify: {type(exc).__name__}: {exc}") from None
     return StoreWindow(shop_id, since, tuple(orders.values()), tuple(completed), checked_at=utcnow(),

@@ -229,6 +229,20 @@ class ShopifyClient:
                 return
             variables["after"] = page.get("endCursor")
 
+    def nodes_of(self, query: str, connection: str, variables: dict[str, Any], *, max_pages: int) -> tuple[list[dict], bool]:
+        """The nodes of the first `max_pages` pages of `connection` (cursor variable `after`), and whether more
+        pages remained after them."""
+        nodes: list[dict] = []
+        variables = {**variables, "after": variables.get("after")}
+        for _ in range(max_pages):
+            page_of = self.graphql(query, variables).get(connection) or {}
+            nodes.extend(page_of.get("nodes") or [])
+            page = page_of.get("pageInfo") or {}
+            if not page.get("hasNextPage"):
+                return nodes, False
+            variables["after"] = page.get("endCursor")
+        return nodes, True
+
     def _all_lines(self, spec: _Resource, node: dict) -> list[dict]:
         """The node's lines: those its page carried, then the rest fetched after the last cursor."""
         name, fields = spec.lines
