@@ -23,9 +23,11 @@ def _statuses(runtime) -> Counter:
 
 def test_two_workers_never_run_the_same_job(runtime, processes, tmp_path):
     trace = tmp_path / "trace"
+    workers = [processes.start("worker", "--batch-size", "4") for _ in range(2)]
+    # Both claim from the start: on a loaded machine one worker could drain the queue before the other is up.
+    wait_until(lambda: all("worker started" in processes.log_of(w) for w in workers), message="both workers up")
     with runtime.sessions.begin() as session:
         job_ids = [enqueue(session, "test.append", path=str(trace), text="ran") for _ in range(300)]
-    workers = [processes.start("worker", "--batch-size", "4") for _ in range(2)]
 
     wait_until(lambda: _statuses(runtime)["succeeded"] == 300, message="all jobs succeeded")
 
