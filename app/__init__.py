@@ -10,6 +10,7 @@ from app.logs import configure_logging
 from app.runtime import Runtime, build_runtime
 from app.web.cookie_session import CookieSessions
 from app.web.corked_answers import CorkedAnswers
+from app.web.lean_routes import LeanRoutes
 from app.web.request_tracking import REQUEST_ID_KEY, RequestTracking, TrackedRequest
 
 
@@ -24,20 +25,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, MAX_CONTENT_LENGTH=2 * 1024 * 1024)
     app.extensions["companion"] = runtime
     app.session_interface = CookieSessions()
-    if settings.trusted_proxy_count:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        # Only this many proxies' X-Forwarded-For/-Proto entries are believed: a client cannot forge its address.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count)
-
     from app.automations.api import automations_api
     from app.messaging.api import messaging_api
     from app.messaging.web import messaging_public
     from app.shopify.admin import shopify_admin
     from app.shopify.install import shopify_install
     from app.shipping.warehouse import warehouse
-    from app.shopify.webhooks import shopify_webhooks
+    from app.shopify.webhooks import add_shopify_webhooks
     from app.storefront import storefront
+    from app.storefront.events_endpoint import add_storefront_events
+    from app.storefront.guard import Gate
     from app.web.health import health
     from app.woocommerce.connect import woocommerce_connect
     from app.woocommerce.webhooks import woocommerce_webhooks
@@ -48,11 +45,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(shopify_admin)
     app.register_blueprint(woocommerce_connect)
     app.register_blueprint(woocommerce_webhooks)
-    app.register_blueprint(shopify_webhooks)
     app.register_blueprint(storefront)
     app.register_blueprint(automations_api)
     app.register_blueprint(messaging_api)
     app.register_blueprint(warehouse)
+    lean = LeanRoutes(app.wsgi_app, max_body_bytes=app.config["MAX_CONTENT_LENGTH"])
+    add_shopify_webhooks(lean, runtime)
+    app.extensions["storefront_gate"] = storefront_gate = Gate(runtime)
+    add_storefront_events(lean, storefront_gate)
+    app.wsgi_app = lean
+    if settings.trusted_proxy_count:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only this many proxies' X-Forwarded-For/-Proto entries are believed: a client cannot forge its address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count)
     app.wsgi_app = CorkedAnswers(RequestTracking(app.wsgi_app))
     _install_json_errors(app)
     _install_session_teardown(app)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import secrets
 
 import pytest
@@ -224,3 +225,48 @@ def test_a_body_sent_without_a_declared_length_is_verified_on_its_exact_bytes(sh
     assert response.status_code == 200 and response.json["status"] == "accepted"
     with runtime_of_app.sessions() as session, shop_context(shop_id):
         assert session.scalars(select(InboundEvent)).one().body == body
+
+
+# --- the endpoint is a lean route (app/web/lean_routes.py): what Flask gave it must still hold --------------------
+
+def test_a_get_to_the_webhook_address_gets_a_405_naming_post(shopify_app):
+    response = shopify_app.test_client().get("/webhooks/shopify")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert response.json["error"] == "method_not_allowed"
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+def test_a_database_failure_answers_500_with_the_request_id_so_shopify_retries_and_nothing_half_stored(
+        shopify_app, runtime_of_app, shop_id, caplog):
+    with runtime_of_app.engine.begin() as conn:  # the job table gone: the event's transaction cannot commit
+        conn.exec_driver_sql("ALTER TABLE jobs RENAME TO jobs_away")
+    try:
+        response = deliver(shopify_app, "orders/create", payloads.order())
+    finally:
+        with runtime_of_app.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE jobs_away RENAME TO jobs")
+    assert response.status_code == 500 and response.json["error"] == "internal_error"
+    assert response.json["request_id"] == response.headers["X-Request-Id"]
+    assert any(record.message == "unhandled error" and record.exc_info for record in caplog.records)
+    assert _count(runtime_of_app, InboundEvent) == 0
+    assert deliver(shopify_app, "orders/create", payloads.order()).json["status"] == "accepted"  # Shopify's retry
+
+
+def test_webhooks_are_counted_in_the_metrics_under_their_route(shopify_app, shop_id):
+    def served(endpoint: str) -> float:  # the counters belong to the process: compare before and after
+        text = shopify_app.test_client().get("/metrics").get_data(as_text=True)
+        found = re.search(re.escape(f'companion_http_requests_total{{endpoint="{endpoint}",method="POST",status="200"}} ')
+                          + r"([\d.]+)", text)
+        return float(found.group(1)) if found else 0.0
+
+    before = served("/webhooks/shopify"), served("/webhooks/shopify/<path:_subpath>")
+    deliver(shopify_app, "orders/create", payloads.order())
+    deliver(shopify_app, "orders/create", payloads.order(order_id=77))
+    deliver(shopify_app, "shop/redact", payloads.shop_redact(), path="/webhooks/shopify/compliance")
+    assert served("/webhooks/shopify") == before[0] + 2
+    assert served("/webhooks/shopify/<path:_subpath>") == before[1] + 1
+
+
+def test_other_addresses_beside_the_webhook_path_still_reach_the_app(shopify_app):
+    assert shopify_app.test_client().post("/webhooks/shopifyx").status_code == 404
+    assert shopify_app.test_client().get("/healthz").status_code == 200

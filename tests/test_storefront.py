@@ -251,6 +251,45 @@ def test_a_body_over_the_size_cap_is_refused_with_413(served, shop):
     assert count(served, StorefrontEvent) == 0
 
 
+def test_the_events_preflight_answers_the_shops_own_origin_and_refuses_others(served, shop):
+    ours = requests.options(f"{served.url}/s/events", params={"k": shop["key"]}, timeout=10,
+                            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+    theirs = requests.options(f"{served.url}/s/events", params={"k": shop["key"]}, timeout=10,
+                              headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+
+    assert ours.status_code == 204 and ours.content == b""
+    assert ours.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in ours.headers["Access-Control-Allow-Methods"]
+    assert theirs.status_code == 403 and theirs.json()["error"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in theirs.headers
+
+
+def test_a_refused_batch_still_tells_the_shops_own_page_why(served, shop):
+    response = post(served, "events", shop["key"], {"visitor_id": VISITOR, "events": "page_view"})
+
+    assert response.status_code == 400 and response.json()["error"] == "invalid_field"
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN  # readable by the snippet
+
+
+def test_events_sent_without_a_declared_length_are_stored_and_capped_all_the_same(served, shop, make_settings):
+    batch = json.dumps({"visitor_id": VISITOR, "events": [page_view(), page_view(f"{ORIGIN}/koszyk")]}).encode()
+    chunked = requests.post(f"{served.url}/s/events", params={"k": shop["key"]}, data=iter([batch[:10], batch[10:]]),
+                            headers={"Origin": ORIGIN, "Content-Type": "text/plain;charset=UTF-8"}, timeout=10)
+    endless = requests.post(f"{served.url}/s/events", params={"k": shop["key"]}, data=iter([b" " * 65536] * 20),
+                            headers={"Origin": ORIGIN, "Content-Type": "text/plain;charset=UTF-8"}, timeout=10)
+
+    assert chunked.status_code == 202 and chunked.json()["stored"] == 2
+    assert endless.status_code == 413 and endless.json()["error"] == "payload_too_large"
+    assert count(served, StorefrontEvent) == 2
+
+
+def test_reading_the_events_address_is_refused_with_405(served, shop):
+    response = requests.get(f"{served.url}/s/events", params={"k": shop["key"]}, headers={"Origin": ORIGIN}, timeout=10)
+
+    assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+
+
 @pytest.fixture
 def fresh_window():
     """Start a rate-limit test well inside a counting window, so no request of it lands in the next one."""

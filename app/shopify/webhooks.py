@@ -1,47 +1,53 @@
-"""POST /webhooks/shopify: verify the HMAC of the raw body, store the delivery with its ingest job, answer fast."""
+"""POST /webhooks/shopify: verify the HMAC of the raw body, store the delivery with its ingest job, answer fast.
+
+Every delivery of every shop comes here, so it is a lean route (app/web/lean_routes.py): answered from the
+WSGI environ, without Flask's request machinery.
+"""
 from __future__ import annotations
 
 import logging
 import time
 import weakref
 
-from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.inbox import accept_event
 from app.models import Shop
+from app.web.lean_routes import LeanAnswer, LeanRequest, LeanRoutes, json_answer
 from connectors.errors import InvalidPayload
 from connectors.shopify import COMPLIANCE_TOPICS, WebhookDelivery, verify_webhook
 
 log = logging.getLogger(__name__)
-shopify_webhooks = Blueprint("shopify_webhooks", __name__)
 
+WEBHOOK_PATH = "/webhooks/shopify"  # compliance deliveries may come to a path below it
 KEPT_HEADERS = ("topic", "shop_domain", "webhook_id", "event_id", "triggered_at", "api_version")
 
 
-@shopify_webhooks.post("/webhooks/shopify")
-@shopify_webhooks.post("/webhooks/shopify/<path:_subpath>")
-def receive(_subpath: str | None = None):
-    runtime = current_app.extensions["companion"]
+def add_shopify_webhooks(routes: LeanRoutes, runtime) -> None:
+    routes.add(WEBHOOK_PATH, lambda request: receive(runtime, request), subpaths=True)
+
+
+def receive(runtime, request: LeanRequest) -> LeanAnswer:
     settings = runtime.settings.shopify
     if not settings.configured:
-        return jsonify(error="not_configured", message="this service has no Shopify app configured"), 404
-    raw = _raw_body()  # the exact bytes Shopify signed; never re-serialised JSON
+        return json_answer(404, error="not_configured", message="this service has no Shopify app configured")
+    raw = request.body()  # the exact bytes Shopify signed; never re-serialised JSON
     try:
         delivery = WebhookDelivery.from_headers(_shopify_headers(request.environ))
     except InvalidPayload as exc:
-        if not verify_webhook(raw, _signature_header(), settings.secrets):
-            return jsonify(error="invalid_signature", message="X-Shopify-Hmac-Sha256 does not match the body"), 401
-        return jsonify(error="missing_header", message=str(exc)), 400
+        signature = request.header("X-Shopify-Hmac-Sha256") or request.header("shopify-hmac-sha256")
+        if not verify_webhook(raw, signature, settings.secrets):
+            return _INVALID_SIGNATURE
+        return json_answer(400, error="missing_header", message=str(exc))
     if not verify_webhook(raw, delivery.signature, settings.secrets):
-        return jsonify(error="invalid_signature", message="X-Shopify-Hmac-Sha256 does not match the body"), 401
+        return _INVALID_SIGNATURE
 
     shop_id = _known_shop_id(runtime, delivery.shop_domain)
     if shop_id is None:
         # Nothing is held for a shop we do not know (never installed, or already erased): acknowledge.
         log.info("shopify webhook for unknown shop", extra={"topic": delivery.topic, "shop": delivery.shop_domain})
-        return jsonify(status="ignored", reason="unknown shop"), 200
+        return json_answer(200, reason="unknown shop", status="ignored")
     headers = {key: _header_value(getattr(delivery, key)) for key in KEPT_HEADERS}
     try:
         event_id = accept_event(runtime, shop_id=shop_id, platform="shopify", topic=delivery.topic,
@@ -52,28 +58,15 @@ def receive(_subpath: str | None = None):
         _SHOP_IDS.get(runtime.engine, {}).pop(delivery.shop_domain, None)
         raise
     if event_id is None:
-        return _answer(_DUPLICATE)
-    return _answer(_ACCEPTED_COMPLIANCE if delivery.topic in COMPLIANCE_TOPICS else _ACCEPTED)
+        return _DUPLICATE
+    return _ACCEPTED_COMPLIANCE if delivery.topic in COMPLIANCE_TOPICS else _ACCEPTED
 
 
-# The three answers of a stored delivery, serialised once: this is the hot path of every webhook.
-_ACCEPTED = b'{"compliance":false,"status":"accepted"}\n'
-_ACCEPTED_COMPLIANCE = b'{"compliance":true,"status":"accepted"}\n'
-_DUPLICATE = b'{"status":"duplicate"}\n'
-
-
-def _answer(body: bytes):
-    return current_app.response_class(body, status=200, content_type="application/json")
-
-
-def _raw_body() -> bytes:
-    """The request body, read straight from the WSGI input when its length is declared and allowed; werkzeug's
-    stream wrappers (`request.get_data`) take the rest: no length, or too long (413)."""
-    environ = request.environ
-    declared = environ.get("CONTENT_LENGTH", "")
-    if declared.isdigit() and int(declared) <= current_app.config["MAX_CONTENT_LENGTH"]:
-        return environ["wsgi.input"].read(int(declared))
-    return request.get_data(cache=False)
+# The answers of the hot path, built once.
+_ACCEPTED = LeanAnswer(200, b'{"compliance":false,"status":"accepted"}\n')
+_ACCEPTED_COMPLIANCE = LeanAnswer(200, b'{"compliance":true,"status":"accepted"}\n')
+_DUPLICATE = LeanAnswer(200, b'{"status":"duplicate"}\n')
+_INVALID_SIGNATURE = json_answer(401, error="invalid_signature", message="X-Shopify-Hmac-Sha256 does not match the body")
 
 
 # Shopify's headers as WSGI names them: X-Shopify-* (webhooks) and shopify-* (newer event deliveries).
@@ -112,10 +105,6 @@ def _known_shop_id(runtime, domain: str) -> int | None:
             remembered_ids.clear()
         remembered_ids[domain] = (shop_id, now + SHOP_ID_TTL_SECONDS)
     return shop_id
-
-
-def _signature_header() -> str | None:
-    return request.headers.get("X-Shopify-Hmac-Sha256") or request.headers.get("shopify-hmac-sha256")
 
 
 def _header_value(value) -> str | None:

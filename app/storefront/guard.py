@@ -94,23 +94,36 @@ class _ShopCache:
             self._entries.clear()
 
 
+class Gate:
+    """One web process's shop lookups and rate-limit counts, shared by the Flask views and the lean `/s/events`."""
+
+    def __init__(self, companion):
+        self.runtime = companion
+        self.shops = _ShopCache()
+        self.counts = ratelimit.BatchedCounts()
+
+
 def runtime():
     return current_app.extensions["companion"]
 
 
-def _cache() -> _ShopCache:
-    return current_app.extensions.setdefault("storefront_shops", _ShopCache())
+def gate() -> Gate:
+    return current_app.extensions["storefront_gate"]
 
 
-def shop_for_key(public_key: str | None) -> StorefrontShop:
+def find_shop(gate_: Gate, public_key: str | None) -> StorefrontShop:
     if not public_key:
         raise Rejected(400, "missing_key", "the shop's public key is required as the `k` query parameter")
     if len(public_key) > 64:
         raise Rejected(404, "unknown_key", "no shop has this public key")
-    shop = _cache().get(runtime().sessions, public_key)
+    shop = gate_.shops.get(gate_.runtime.sessions, public_key)
     if shop is None:
         raise Rejected(404, "unknown_key", "no shop has this public key")
     return shop
+
+
+def shop_for_key(public_key: str | None) -> StorefrontShop:
+    return find_shop(gate(), public_key)
 
 
 def allowed_origin(shop: StorefrontShop, origin: str | None) -> str | None:
@@ -124,7 +137,10 @@ def allowed_origin(shop: StorefrontShop, origin: str | None) -> str | None:
 
 
 def require_origin(shop: StorefrontShop) -> str:
-    origin = request.headers.get("Origin")
+    return check_origin(shop, request.headers.get("Origin"))
+
+
+def check_origin(shop: StorefrontShop, origin: str | None) -> str:
     if allowed_origin(shop, origin) is None:
         shown = (origin or "")[:100] or "none"
         raise Rejected(403, "origin_not_allowed", f"Origin {shown} is not one of this shop's domains")
@@ -147,10 +163,21 @@ def read_json_body() -> dict:
     cap = runtime().settings.storefront.max_body_bytes
     length = request.content_length
     if length is not None and length > cap:
-        raise Rejected(413, "payload_too_large", f"the body is {length} bytes; the limit is {cap}")
+        raise body_too_large(cap, length)
     raw = request.stream.read(cap + 1)
     if len(raw) > cap:
-        raise Rejected(413, "payload_too_large", f"the body is over the limit of {cap} bytes")
+        raise body_too_large(cap)
+    return json_object(raw)
+
+
+def body_too_large(cap: int, declared: int | None = None) -> Rejected:
+    if declared is not None:
+        return Rejected(413, "payload_too_large", f"the body is {declared} bytes; the limit is {cap}")
+    return Rejected(413, "payload_too_large", f"the body is over the limit of {cap} bytes")
+
+
+def json_object(raw: bytes) -> dict:
+    """A request body parsed as a JSON object, or a 400 naming what is wrong."""
     if not raw:
         raise Rejected(400, "empty_body", "the body must be a JSON object")
     try:
@@ -174,8 +201,7 @@ def user_agent() -> str | None:
 _redis_clients: dict[str, object] = {}
 
 
-def _redis():
-    url = runtime().settings.redis_url
+def _redis(url: str | None):
     if not url:
         return None
     client = _redis_clients.get(url)
@@ -186,12 +212,8 @@ def _redis():
     return client
 
 
-def _limiter() -> ratelimit.BatchedCounts:
-    return current_app.extensions.setdefault("storefront_rate_limits", ratelimit.BatchedCounts())
-
-
-def _limits(settings, shop: StorefrontShop, visitor_id: str | None) -> dict[str, int]:
-    keys = {f"ip:{client_ip()}": settings.ip_requests_per_minute}
+def _limits(settings, shop: StorefrontShop, visitor_id: str | None, ip: str) -> dict[str, int]:
+    keys = {f"ip:{ip}": settings.ip_requests_per_minute}
     if visitor_id:
         keys[f"v:{shop.id}:{visitor_id}"] = settings.visitor_requests_per_minute
     return keys
@@ -218,6 +240,12 @@ def _sync_to_redis(counts: ratelimit.BatchedCounts, client, window: int, batch: 
 
 
 def within_rate_limits(shop: StorefrontShop, visitor_id: str | None, work: Callable[[Any], T] | None = None) -> T | None:
+    """`counted_then` for the Flask request being served."""
+    return counted_then(gate(), shop, visitor_id, client_ip(), work)
+
+
+def counted_then(gate_: Gate, shop: StorefrontShop, visitor_id: str | None, ip: str,
+                 work: Callable[[Any], T] | None = None) -> T | None:
     """Count the request per IP and per visitor and, unless it is over a limit, run `work(driver_connection)` in one
     transaction (a write straight on the driver: app/db.py `driver_transaction`).
 
@@ -225,12 +253,12 @@ def within_rate_limits(shop: StorefrontShop, visitor_id: str | None, work: Calla
     (app/storefront/ratelimit.py), so most requests decide without a round trip. When a batch is due on
     the database it is written in the request's own transaction: one commit, and refused requests count too.
     """
-    companion = runtime()
-    counts = _limiter()
-    limits = _limits(companion.settings.storefront, shop, visitor_id)
+    companion = gate_.runtime
+    counts = gate_.counts
+    limits = _limits(companion.settings.storefront, shop, visitor_id, ip)
     window, batch = counts.count(limits)
     if batch is not None and companion.settings.redis_url:
-        _sync_to_redis(counts, _redis(), window, batch)
+        _sync_to_redis(counts, _redis(companion.settings.redis_url), window, batch)
         batch = None
     engine = companion.engine
     if batch is None:

@@ -27,7 +27,6 @@ from app.storefront.guard import (
     runtime,
     shop_for_key,
     user_agent,
-    within_rate_limits,
 )
 from app.storefront.minify import minify_js, rename_locals
 from app.storefront.texts import CONFIRM_PAGE, FORM_TEXTS, PUSH_TEXTS, localised
@@ -193,23 +192,6 @@ def _installation_vapid_key() -> str | None:
         settings = runtime().settings
         cache["key"] = application_server_key(load_or_create_vapid_key(settings.instance_dir, settings.messaging.vapid_private_key))
     return cache["key"]
-
-
-@storefront.route("/events", methods=["POST", "OPTIONS"])
-@public_endpoint
-def events(shop):
-    """A batch of page views, product views and add-to-carts; good events are stored even beside bad ones."""
-    companion = runtime()
-    body = read_json_body()
-    visitor_id = v.visitor_id(body)
-    raw_events = v.items(body, "events", companion.settings.storefront.max_events_per_batch)
-    now = capture.utcnow()
-    rows, problems = capture.parse_events(raw_events, visitor_id, now)
-    if problems and not rows:
-        raise Rejected(400, "invalid_events", "no event was valid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5]))
-    batch = capture.EventBatch(companion.engine.dialect, shop.id, rows)
-    stored = within_rate_limits(shop, visitor_id, batch.insert)
-    return _accepted(stored=stored, rejected=problems)
 
 
 @storefront.route("/cart", methods=["POST", "OPTIONS"])
