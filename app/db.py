@@ -12,11 +12,13 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.wal_checkpoints import BackgroundCheckpoints, checkpoints_for
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Pages the WAL may hold before the committing writer copies them into the database (SQLite's default: 1,000).
-# A checkpoint copies each page once, in its latest version, and a webhook rewrites the same few index and table
-# pages as the one before it, so checkpointing ten times less often copies far fewer pages in all: the commit
-# that webhooks pay for fell by about 45 % (bench/webhooks.py). The WAL file is cut back after each checkpoint.
+# Normally a background thread of each writing process copies the WAL first, beside the writers
+# (app/wal_checkpoints.py); this is the backstop for a process whose thread falls behind. The WAL file is cut
+# back after each checkpoint.
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
@@ -35,8 +37,7 @@ def _make_sqlite_engine(database_url: str, busy_timeout_ms: int, **kwargs) -> En
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     connect_args = {"timeout": busy_timeout_ms / 1000, "isolation_level": None, "check_same_thread": False}
     if on_disk:
-        connect_args["factory"] = _writer_queue_connection(Path(path).with_name(Path(path).name + "-writer.lock"),
-                                                           busy_timeout_ms)
+        connect_args["factory"] = _writer_queue_connection(Path(path), busy_timeout_ms)
     # The driver must not open transactions on its own: we issue BEGIN IMMEDIATE ourselves so a
     # transaction that reads then writes never fails with SQLITE_BUSY half-way (it waits instead).
     engine = create_engine(database_url, connect_args=connect_args, **kwargs)
@@ -90,6 +91,7 @@ class WriterQueueConnection(sqlite3.Connection):
 
     lock_path: Path  # set on the subclass made per database
     busy_timeout_ms: int
+    checkpoints: BackgroundCheckpoints
 
     def wait_for_writer_turn(self) -> None:
         if getattr(self, "_lock_file", None) is None:
@@ -130,10 +132,13 @@ class WriterQueueConnection(sqlite3.Connection):
                 held.pop(self.lock_path, None)
 
     def commit(self) -> None:
+        wrote = getattr(self, "_holding", False)
         try:
             super().commit()
         finally:
             self.end_writer_turn()
+        if wrote:
+            self.checkpoints.committed()
 
     def rollback(self) -> None:
         try:
@@ -162,9 +167,11 @@ def _turns_held_by_this_thread() -> dict[Path, int]:
     return held
 
 
-def _writer_queue_connection(lock_path: Path, busy_timeout_ms: int) -> type[WriterQueueConnection]:
-    return type("WriterQueueConnection", (WriterQueueConnection,), {"lock_path": lock_path,
-                                                                    "busy_timeout_ms": busy_timeout_ms})
+def _writer_queue_connection(database: Path, busy_timeout_ms: int) -> type[WriterQueueConnection]:
+    lock_path = database.with_name(database.name + "-writer.lock")
+    return type("WriterQueueConnection", (WriterQueueConnection,), {
+        "lock_path": lock_path, "busy_timeout_ms": busy_timeout_ms,
+        "checkpoints": checkpoints_for(database, lock_path)})
 
 
 @contextlib.contextmanager
