@@ -53,6 +53,12 @@ def _make_sqlite_engine(database_url: str, busy_timeout_ms: int, **kwargs) -> En
         cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_SIZE_LIMIT_BYTES}")
         cursor.close()
 
+    if on_disk:
+        @event.listens_for(engine, "engine_disposed")
+        def _on_dispose(_engine):
+            # Its connection may be the database's last: closing it lets SQLite fold the WAL in as it did before.
+            connect_args["factory"].checkpoints.stop()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         begin_sqlite_write(connection.connection.driver_connection)
@@ -71,6 +77,8 @@ def begin_sqlite_write(driver: sqlite3.Connection) -> None:
         if queued:
             driver.end_writer_turn()
         raise
+    if queued:
+        driver._changes_at_begin = driver.total_changes  # did the transaction write? (WAL checkpoints)
 
 
 class WriterQueueConnection(sqlite3.Connection):
@@ -132,7 +140,7 @@ class WriterQueueConnection(sqlite3.Connection):
                 held.pop(self.lock_path, None)
 
     def commit(self) -> None:
-        wrote = getattr(self, "_holding", False)
+        wrote = getattr(self, "_holding", False) and self.total_changes != self._changes_at_begin
         try:
             super().commit()
         finally:

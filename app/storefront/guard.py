@@ -239,11 +239,6 @@ def _sync_to_redis(counts: ratelimit.BatchedCounts, client, window: int, batch: 
     counts.synced(window, totals)
 
 
-def within_rate_limits(shop: StorefrontShop, visitor_id: str | None, work: Callable[[Any], T] | None = None) -> T | None:
-    """`counted_then` for the Flask request being served."""
-    return counted_then(gate(), shop, visitor_id, client_ip(), work)
-
-
 def counted_then(gate_: Gate, shop: StorefrontShop, visitor_id: str | None, ip: str,
                  work: Callable[[Any], T] | None = None) -> T | None:
     """Count the request per IP and per visitor and, unless it is over a limit, run `work(driver_connection)` in one
@@ -290,5 +285,5 @@ def counted_then(gate_: Gate, shop: StorefrontShop, visitor_id: str | None, ip: 
 
 
 def enforce_rate_limits(shop: StorefrontShop, visitor_id: str | None) -> None:
-    """Count this request and refuse it with 429 when over a limit."""
-    within_rate_limits(shop, visitor_id)
+    """Count the Flask request being served and refuse it with 429 when over a limit."""
+    counted_then(gate(), shop, visitor_id, client_ip())

@@ -53,7 +53,8 @@ class LeanRequest:
 
     def header(self, name: str) -> str | None:
         """A header by its HTTP name (`X-Shopify-Topic`), or None."""
-        return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
+        key = name.upper().replace("-", "_")
+        return self.environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key)
 
     @property
     def method(self) -> str:
@@ -78,15 +79,13 @@ class LeanRequest:
         """The exact bytes sent: read by the declared length, or to the end of a chunked stream; BodyTooLarge over
         `limit` (else the app's cap)."""
         limit = self.max_body_bytes if limit is None else limit
-        environ = self.environ
-        declared = environ.get("CONTENT_LENGTH", "")
-        stream = environ["wsgi.input"]
-        if declared.isdigit():
-            length = int(declared)
+        length = self.declared_length()
+        stream = self.environ["wsgi.input"]
+        if length is not None:
             if length > limit:
                 raise BodyTooLarge()
             return stream.read(length) if length else b""
-        if not environ.get("wsgi.input_terminated"):
+        if not self.environ.get("wsgi.input_terminated"):
             return b""  # no length and a stream the server does not end: as werkzeug, nothing is read
         chunks, size = [], 0
         while True:
