@@ -30,6 +30,26 @@ def test_an_idle_cart_is_marked_abandoned_and_gets_the_first_reminder(runtime, s
     assert message.context["recovery_url"].endswith("/checkouts/tok-1/recover")
 
 
+def test_when_the_customers_orders_run_past_the_pages_read_the_reminder_waits_rather_than_assume_not_bought(
+        runtime, shop_id, fake, travel):
+    enable_library_flow(runtime, shop_id, "abandoned_cart")
+    travel(T0)
+    put_cart(runtime, shop_id, at=T0)
+    clock_tick(runtime, travel(T0 + 61 * MIN))
+    assert templates_sent(runtime, shop_id) == ["abandoned_cart_1"]
+
+    for n in range(130):  # the customer's older orders, all edited after the cart (a bulk tag, say): five pages
+        node = fake.orders[fake.add_order(8000 + n, email=EMAIL, updated_at=iso(T0 + 2 * HOUR))]["node"]
+        node["createdAt"] = node["processedAt"] = iso(T0 - 30 * 24 * HOUR)
+    fake.add_order(9101, email=EMAIL, updated_at=iso(T0 + 3 * HOUR))  # the purchase, on the sixth page
+    clock_tick(runtime, travel(T0 + 25 * HOUR))
+
+    assert templates_sent(runtime, shop_id) == ["abandoned_cart_1"], "no second reminder"
+    [run] = rows(runtime, shop_id, FlowRun)
+    assert run.state == "waiting"
+    assert "postponed_store_unreachable" in decisions(runtime, shop_id)
+
+
 def test_a_cart_idle_for_less_than_the_threshold_is_left_alone(runtime, shop_id, travel):
     enable_library_flow(runtime, shop_id, "abandoned_cart")
     travel(T0)

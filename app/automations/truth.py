@@ -258,8 +258,8 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
             fields = f"{fields} {queries.ORDER_PAYMENT_FIELDS}"
         order_query = queries.updated_since_query("OrdersUpdatedSince", "orders", fields, sort_key="UPDATED_AT",
                                                   lines=("lineItems", queries.ORDER_LINE_FIELDS))
-        nodes, _more = client.nodes_of(order_query, "orders", {"first": 25, "query": search, "lines": 20},
-                                       max_pages=_SHOPIFY_PAGES)
+        nodes, cut_short = client.nodes_of(order_query, "orders", {"first": 25, "query": search, "lines": 20},
+                                           max_pages=_SHOPIFY_PAGES)
         orders, partial = _orders_of(nodes)
         completed = False
         if query.tokens:
@@ -268,6 +268,14 @@ def shopify_live_state(sessions: sessionmaker[Session], settings: Settings, quer
     except (ConnectorError, PermanentJobError) as exc:
         raise StoreUnreachable(f"shopify: {type(exc).__name__}: {exc}") from None
     matching = tuple(order for order in orders if order_matches(order, query))
+    decided = (purchase_since(LiveState(orders=matching), query) is not None
+               or any(order.platform_id == query.order_platform_id for order in matching))
+    if cut_short and who and not completed and not decided:
+        # The purchase may be in a page not read (the customer's older orders were all edited since, say): the
+        # store's answer is not known, so the step waits as for an outage, rather than assume "not bought". Without
+        # a contact, the orders read is the whole shop's and the checkouts read above is what tells.
+        raise StoreUnreachable(f"shopify: more than {_SHOPIFY_PAGES * 25} orders of this customer were updated since "
+                               f"{since}; the purchase cannot be ruled out")
     return LiveState(orders=matching, checkout_completed=completed, checked_at=utcnow(), partial=frozenset(partial))
 
 
