@@ -3,7 +3,8 @@
 A Shopify webhook's own work (check the signature, store two rows, commit) took about half of its time in the
 web worker; Flask's request context, URL routing, context-local proxies and response object took a quarter
 (cProfile of `bench/webhooks.py`'s requests in process). An endpoint registered here is a plain function of
-the runtime and a `LeanRequest`, returning a `LeanAnswer`; every other request goes to Flask unchanged.
+a `LeanRequest` (bound to what it needs when registered), returning a `LeanAnswer`; every other request goes
+to Flask unchanged.
 What Flask gave such an endpoint is kept: JSON errors in the same shape (405, 413, 500 with the request id),
 the route in the environ for the metrics, and the request id and log context of `RequestTracking` around it.
 """
