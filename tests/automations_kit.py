@@ -12,7 +12,7 @@ from app.automations.detection import enqueue_abandoned_cart_checks
 from app.automations.engine import enqueue_due_steps, enqueue_signal_routing
 from app.automations.flows import install_library_flow
 from app.jobs.executors.local import LocalWorker
-from app.models import AutomationDecision, Cart, Coupon, FlowRun, Message, Signal
+from app.models import AutomationDecision, Cart, Coupon, FlowRun, Message, Signal, utcnow
 from app.store.apply import apply_cart
 from app.tenancy import shop_context
 from connectors.records import Money, StoreCart, StoreCartLine
@@ -91,6 +91,14 @@ def work(runtime) -> None:
     LocalWorker(runtime).run(exit_when_idle=True)
 
 
+def route(runtime, times: int = 1) -> None:
+    """What the clock's signal-routing scan does, `times` ticks in a row, each followed by the workers."""
+    for _ in range(times):
+        with runtime.sessions.begin() as session:
+            enqueue_signal_routing(session, utcnow())
+        work(runtime)
+
+
 def clock_tick(runtime, now: dt.datetime) -> None:
     """What the clock's automation scans would do at `now`, each followed by the workers."""
     for scan in (enqueue_abandoned_cart_checks, enqueue_signal_routing, enqueue_due_steps):
@@ -113,5 +121,5 @@ def decisions(runtime, shop_id: int) -> list[str]:
 
 
 __all__ = ["API_KEY", "SECRET", "SHOP", "EMAIL", "PHONE", "T0", "fake", "shopify_app", "runtime", "shop_id", "travel",
-           "enable_library_flow", "put_cart", "work", "clock_tick", "rows", "templates_sent", "decisions",
+           "enable_library_flow", "put_cart", "work", "route", "clock_tick", "rows", "templates_sent", "decisions",
            "Cart", "Coupon", "FlowRun", "Message", "Signal", "AutomationDecision"]

@@ -8,7 +8,6 @@ import time_machine
 from sqlalchemy import select
 
 from app.automations.definitions import validate_definition
-from app.automations.engine import enqueue_signal_routing
 from app.automations.flows import create_flow
 from app.automations.segments import create_segment
 from app.automations.signals import emit_signal
@@ -17,6 +16,7 @@ from app.jobs.executors.local import LocalWorker
 from app.models import AutomationDecision, FlowRun, Message, Shop, Signal, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_shop
+from tests.automations_kit import route
 
 
 @pytest.fixture
@@ -43,14 +43,6 @@ def flow(runtime, shop_id: int, name: str, definition: dict) -> int:
 def event(runtime, shop_id: int, customer_id: int, key: str = "e1") -> None:
     with runtime.sessions.begin() as session, shop_context(shop_id):
         emit_signal(session, shop_id, "custom_event", dedupe_key=key, customer_id=customer_id, payload={"event": "quiz"})
-
-
-def route(runtime, times: int = 1) -> None:
-    """What the clock's routing scan does, `times` ticks in a row, each followed by the workers."""
-    for _ in range(times):
-        with runtime.sessions.begin() as session:
-            enqueue_signal_routing(session, utcnow())
-        LocalWorker(runtime).run(exit_when_idle=True)
 
 
 def signals(runtime, shop_id: int, *kinds: str) -> list[tuple[str, dict]]:

@@ -7,15 +7,14 @@ import pytest
 from sqlalchemy import select
 
 from app.automations.api import issue_api_token
-from app.automations.engine import enqueue_signal_routing
 from app.automations.flows import InvalidFlow, create_flow, set_enabled, update_flow
 from app.automations.segments import (SegmentInUse, bind_stored_names, create_segment, delete_segment,
                                       trigger_matches)
-from app.jobs.executors.local import LocalWorker
 from app.models import Flow, FlowRun, FlowVersion, Message, Segment, SegmentMember, Shop, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_shop
 from tests.segments_kit import polish_shop_with_api_token
+from tests.automations_kit import route, work
 
 VIP = {"rule": "has_tag", "tag": "VIP"}
 HELLO = {"id": "hello", "type": "send", "channel": "email", "kind": "promotional", "template": "vip_welcome_offer"}
@@ -29,16 +28,6 @@ def runtime(app):
 @pytest.fixture
 def shop(runtime):
     return polish_shop_with_api_token(runtime)
-
-
-def work(runtime) -> None:
-    LocalWorker(runtime).run(exit_when_idle=True)
-
-
-def route(runtime) -> None:
-    with runtime.sessions.begin() as session:
-        enqueue_signal_routing(session, utcnow())
-    work(runtime)
 
 
 def vip_segment(runtime, shop_id: int) -> int:

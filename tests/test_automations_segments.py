@@ -9,17 +9,16 @@ from sqlalchemy import event, select
 
 from app.automations.api import issue_api_token
 from app.automations.definitions import validate_definition
-from app.automations.engine import enqueue_signal_routing
 from app.automations.flows import create_flow
 from app.automations.signals import emit_signal
 from app.automations.segments import (SegmentScope, compile_segment, count_matching, create_segment,
                                       enqueue_segment_refreshes, refresh_segment, set_segment_enabled,
                                       validate_segment)
-from app.jobs.executors.local import LocalWorker
 from app.models import Customer, CustomerTag, FlowRun, Job, Message, Segment, SegmentMember, Shop, Signal, Tag, utcnow
 from app.tenancy import shop_context
 from tests.factories import make_customer, make_order, make_shop
 from tests.segments_kit import expected_recent_big_spenders_or_vip, fill_shop
+from tests.automations_kit import route, work
 
 DAY = dt.timedelta(days=1)
 RECENT_BUYERS = {"rule": "bought", "within_days": 30}
@@ -84,16 +83,6 @@ def matching(runtime, shop_id: int, definition: dict) -> set[int]:
     with runtime.sessions() as session, shop_context(shop_id):
         scope = SegmentScope(shop_id, utcnow(), "PLN")
         return set(session.scalars(compile_segment(definition, scope)))
-
-
-def work(runtime) -> None:
-    LocalWorker(runtime).run(exit_when_idle=True)
-
-
-def route(runtime) -> None:
-    with runtime.sessions.begin() as session:
-        enqueue_signal_routing(session, utcnow())
-    work(runtime)
 
 
 # --- the definition language -------------------------------------------------------------------------------------

@@ -157,9 +157,14 @@ def _mark_cart_converted(session: Session, shop_id: int, order: Order) -> None:
     if not tokens:
         return
     for cart in session.scalars(select(Cart).where(Cart.shop_id == shop_id, Cart.platform_token.in_(tokens))):
-        if cart.recovered_order_id is None:
-            cart.status = cart_status_after_purchase(cart)
-            cart.recovered_order_id = order.id
+        _bought(cart, order.id)
+
+
+def _bought(cart: Cart, order_id: int) -> None:
+    """The cart became this order, unless an earlier order already took it."""
+    if cart.recovered_order_id is None:
+        cart.status = cart_status_after_purchase(cart)
+        cart.recovered_order_id = order_id
 
 
 def cart_status_after_purchase(cart: Cart) -> str:
@@ -342,9 +347,8 @@ def apply_orders(session: Session, shop_id: int, records: Sequence[StoreOrder]) 
         order = SimpleNamespace(id=ids[platform_id], **values)
         for token in (order.checkout_token, order.cart_token):
             cart = carts.get(token) if token else None
-            if cart is not None and cart.recovered_order_id is None:
-                cart.status = cart_status_after_purchase(cart)
-                cart.recovered_order_id = order.id
+            if cart is not None:
+                _bought(cart, order.id)
         signals.note_order(session, shop_id, order, before)
     return len(applied)
 

@@ -12,6 +12,7 @@ from app.storefront import capture
 from app.storefront import validation as v
 from app.storefront.guard import (
     Gate,
+    address_key,
     Rejected,
     body_too_large,
     check_origin,
@@ -60,6 +61,6 @@ def _store(gate: Gate, shop, origin: str, request: LeanRequest) -> LeanAnswer:
     if problems and not rows:
         raise Rejected(400, "invalid_events", "no event was valid: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5]))
     batch = capture.EventBatch(gate.runtime.engine.dialect, shop.id, rows)
-    stored = counted_then(gate, shop, visitor_id, (request.remote_addr or "unknown")[:45], batch.insert)
+    stored = counted_then(gate, shop, visitor_id, address_key(request.remote_addr), batch.insert)
     answer = json.dumps({"status": "accepted", "stored": stored, "rejected": problems}, separators=(",", ":")).encode()
     return LeanAnswer(202, answer, headers=(*cors_headers(origin).items(), ("Cache-Control", "no-store")))

@@ -190,7 +190,12 @@ def json_object(raw: bytes) -> dict:
 
 
 def client_ip() -> str:
-    return (request.remote_addr or "unknown")[:45]
+    return address_key(request.remote_addr)
+
+
+def address_key(remote_addr: str | None) -> str:
+    """The client address as the per-IP limit counts it (after ProxyFix, the shopper's own)."""
+    return (remote_addr or "unknown")[:45]
 
 
 def user_agent() -> str | None:
